@@ -1,0 +1,3 @@
+"""wcfollowup: post-purchase follow-ups for WooCommerce, run from outside WordPress."""
+
+__version__ = "0.1.0"
