@@ -1,0 +1,117 @@
+"""Shared fixtures: the real sandbox servers on 127.0.0.1 and the real daemon, on a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from wcfollowup.clock import FakeClock
+from wcfollowup.config import Config, load_config
+from wcfollowup.daemon import Daemon
+from wcfollowup.sandbox import Sandbox
+
+CONFIG_TEMPLATE = """\
+store:
+  name: Toko Batik Sari
+  url: {store_url}
+  consumer_key: ${{WC_CONSUMER_KEY}}
+  consumer_secret: ${{WC_CONSUMER_SECRET}}
+  timezone: Asia/Jakarta
+  language: {language}
+sendgrid:
+  api_key: ${{SENDGRID_API_KEY}}
+  host: {mail_url}
+  from_email: halo@tokobatiksari.example
+  from_name: Toko Batik Sari
+database:
+  path: {db_path}
+poll:
+  interval: 60s
+  overlap: 2m
+dispatch:
+  interval: 10s
+  batch_size: {batch_size}
+  workers: 4
+sequences:
+  - name: thank-you
+    steps:
+      - name: thank-you
+        after: {after}
+        template: thank-you
+"""
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 22, 3, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
+    with Sandbox(clock, timezone="Asia/Jakarta") as sb:
+        yield sb
+
+
+def sandbox_env(sandbox: Sandbox) -> dict[str, str]:
+    return {
+        "WC_CONSUMER_KEY": sandbox.consumer_key,
+        "WC_CONSUMER_SECRET": sandbox.consumer_secret,
+        "SENDGRID_API_KEY": sandbox.sendgrid_api_key,
+    }
+
+
+WriteConfig = Callable[..., Path]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path, sandbox: Sandbox) -> WriteConfig:
+    def write(
+        *,
+        after: str = "30m",
+        batch_size: int = 50,
+        language: str = "id",
+        store_url: str | None = None,
+        name: str = "config.yaml",
+    ) -> Path:
+        path = tmp_path / name
+        path.write_text(
+            CONFIG_TEMPLATE.format(
+                store_url=store_url or sandbox.store_url,
+                mail_url=sandbox.sendgrid_host,
+                db_path=tmp_path / "state.db",
+                after=after,
+                batch_size=batch_size,
+                language=language,
+            ),
+            encoding="utf-8",
+        )
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_config(write_config: WriteConfig, sandbox: Sandbox) -> Callable[..., Config]:
+    def make(**kwargs: object) -> Config:
+        return load_config(write_config(**kwargs), env=sandbox_env(sandbox))
+
+    return make
+
+
+@pytest.fixture
+def make_daemon(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> Iterator[Callable[..., Daemon]]:
+    daemons: list[Daemon] = []
+
+    def make(config: Config | None = None, **kwargs: object) -> Daemon:
+        daemon = Daemon(config or make_config(**kwargs), clock, sleep=lambda _s: None)
+        daemons.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in daemons:
+        daemon.close()

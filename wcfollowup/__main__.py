@@ -1,0 +1,3 @@
+from wcfollowup.cli import main
+
+main()

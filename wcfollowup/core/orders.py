@@ -1,0 +1,57 @@
+"""What the engine needs to know about a WooCommerce order, parsed once at the edge.
+
+WooCommerce sends ``*_gmt`` timestamps as naive ISO strings (no ``Z``, no offset) that are UTC.
+Parsing them in one place keeps "naive means UTC" from leaking anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# Statuses after which nothing more should be sent for an order.
+EXIT_STATUSES = frozenset({"refunded", "cancelled", "failed", "trash"})
+
+
+def parse_wc_gmt(value: object) -> datetime | None:
+    """Parse a WooCommerce ``*_gmt`` field; ``None``/empty means "not set"."""
+    if not value or not isinstance(value, str):
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_wc_gmt(value: datetime) -> str:
+    """Format for ``modified_after`` with ``dates_are_gmt=true``: naive UTC, whole seconds.
+
+    A ``Z`` or offset here is silently shifted by the store's UTC offset (FACTS.md §5).
+    """
+    return value.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSnapshot:
+    id: int
+    number: str
+    status: str
+    modified_gmt: datetime
+    completed_gmt: datetime | None
+    email: str
+
+    @classmethod
+    def from_wc(cls, data: dict[str, Any]) -> OrderSnapshot:
+        modified = parse_wc_gmt(data.get("date_modified_gmt"))
+        if modified is None:
+            raise ValueError(f"order {data.get('id')!r} has no date_modified_gmt")
+        billing = data.get("billing") or {}
+        return cls(
+            id=int(data["id"]),
+            number=str(data.get("number") or data["id"]),
+            status=str(data.get("status", "")),
+            modified_gmt=modified,
+            completed_gmt=parse_wc_gmt(data.get("date_completed_gmt")),
+            email=str(billing.get("email") or "").strip(),
+        )

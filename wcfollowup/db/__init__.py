@@ -1,0 +1,1 @@
+"""State storage: SQLite (WAL) by default, PostgreSQL for scale-out."""

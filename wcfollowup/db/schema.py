@@ -1,0 +1,114 @@
+"""The tables that make follow-ups durable.
+
+``steps`` is an outbox: a row is written when an order is enrolled, long before anything is
+sent, so a crash can never lose a planned follow-up. ``messages`` is the owner-facing log; every
+outcome of a step (sent, failed, skipped, cancelled, uncertain) lands there in the same
+transaction that changes the step's state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC (SQLite has no time zones) and always hands back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+stores = Table(
+    "stores",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", String(500), nullable=False, unique=True),
+    # Orders completed before this instant (store time, UTC) were history when we first looked.
+    Column("baseline_gmt", UTCDateTime, nullable=False),
+    # Highest date_modified_gmt fully processed; the next poll starts a little before it.
+    Column("cursor_gmt", UTCDateTime, nullable=False),
+    Column("last_poll_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
+    Column("order_id", Integer, nullable=False),
+    Column("order_number", String(64), nullable=False),
+    Column("sequence", String(100), nullable=False),
+    Column("email", String(320), nullable=False, default=""),
+    Column("anchor_at", UTCDateTime, nullable=False),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    UniqueConstraint("store_id", "order_id", "sequence", name="uq_enrollment_once"),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("enrollment_id", Integer, ForeignKey("enrollments.id"), nullable=False),
+    Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
+    Column("order_id", Integer, nullable=False),
+    Column("sequence", String(100), nullable=False),
+    Column("step", String(100), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    # pending -> claimed -> sending -> sent | failed | skipped | cancelled | uncertain
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("enrollment_id", "step", name="uq_step_once"),
+    Index("ix_steps_state_due", "state", "due_at"),
+    Index("ix_steps_order", "store_id", "order_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("step_id", Integer, ForeignKey("steps.id")),
+    Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
+    Column("order_id", Integer, nullable=False),
+    Column("order_number", String(64), nullable=False),
+    Column("recipient", String(320), nullable=False, default=""),
+    Column("sequence", String(100), nullable=False),
+    Column("step", String(100), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("provider_message_id", String(200)),
+    Column("reason", Text, nullable=False, default=""),
+    Index("ix_messages_at", "at"),
+    Index("ix_messages_order", "store_id", "order_id"),
+)

@@ -1,0 +1,374 @@
+"""The SQL adapter: every read and write of durable state goes through ``StateStore``.
+
+Each method is one transaction, so the engine never holds a transaction open across a network
+call. On SQLite a single daemon is the only writer; WAL lets ``wcfollowup log`` read meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, create_engine, event, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from wcfollowup.core.planning import Enrollment
+from wcfollowup.db.schema import enrollments, messages, metadata, steps, stores
+
+# Step states in which the step will still act on its own.
+OPEN_STATES = ("pending", "claimed")
+FINAL_STATES = ("sent", "failed", "skipped", "cancelled", "uncertain")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreState:
+    id: int
+    url: str
+    baseline_gmt: datetime
+    cursor_gmt: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedStep:
+    id: int
+    store_id: int
+    order_id: int
+    order_number: str
+    sequence: str
+    step: str
+    kind: str
+    due_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    id: int
+    at: datetime
+    order_id: int
+    order_number: str
+    recipient: str
+    sequence: str
+    step: str
+    status: str
+    provider_message_id: str | None
+    reason: str
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class StateStore:
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- stores and the poll cursor -------------------------------------------------------
+
+    def store_state(self, url: str) -> StoreState | None:
+        with self._tx() as conn:
+            row = conn.execute(select(stores).where(stores.c.url == url)).mappings().first()
+        if row is None:
+            return None
+        return StoreState(row["id"], row["url"], row["baseline_gmt"], row["cursor_gmt"])
+
+    def create_store(self, url: str, baseline: datetime, now: datetime) -> StoreState:
+        with self._tx() as conn:
+            store_id = conn.execute(
+                insert(stores).values(
+                    url=url, baseline_gmt=baseline, cursor_gmt=baseline, created_at=now
+                )
+            ).inserted_primary_key
+        assert store_id is not None
+        return StoreState(int(store_id[0]), url, baseline, baseline)
+
+    def advance_cursor(self, store_id: int, cursor: datetime, now: datetime) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(stores)
+                .where(stores.c.id == store_id)
+                .values(cursor_gmt=cursor, last_poll_at=now)
+            )
+
+    # -- enrolment ------------------------------------------------------------------------
+
+    def enroll(self, store_id: int, plan: Enrollment, now: datetime) -> bool:
+        """Store an enrolment and its steps; False if this order was enrolled before."""
+        order = plan.order
+        try:
+            with self._tx() as conn:
+                inserted = conn.execute(
+                    insert(enrollments).values(
+                        store_id=store_id,
+                        order_id=order.id,
+                        order_number=order.number,
+                        sequence=plan.sequence,
+                        email=order.email,
+                        anchor_at=plan.anchor_at,
+                        enrolled_at=now,
+                    )
+                ).inserted_primary_key
+                assert inserted is not None
+                enrollment_id = inserted[0]
+                conn.execute(
+                    insert(steps),
+                    [
+                        {
+                            "enrollment_id": enrollment_id,
+                            "store_id": store_id,
+                            "order_id": order.id,
+                            "sequence": plan.sequence,
+                            "step": planned.step,
+                            "kind": planned.kind,
+                            "due_at": planned.due_at,
+                            "state": "pending",
+                            "attempts": 0,
+                            "updated_at": now,
+                        }
+                        for planned in plan.steps
+                    ],
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def enrolled_sequences(self, store_id: int, order_id: int) -> set[str]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(enrollments.c.sequence).where(
+                    and_(enrollments.c.store_id == store_id, enrollments.c.order_id == order_id)
+                )
+            )
+            return {r[0] for r in rows}
+
+    def cancel_open_steps(self, store_id: int, order_id: int, reason: str, now: datetime) -> int:
+        """Cancel what is still waiting for an order, logging each cancellation."""
+        with self._tx() as conn:
+            rows = self._step_rows(
+                conn,
+                and_(
+                    steps.c.store_id == store_id,
+                    steps.c.order_id == order_id,
+                    steps.c.state.in_(OPEN_STATES),
+                ),
+            )
+            for row in rows:
+                self._finish(
+                    conn, row, "cancelled", now, recipient=None, message_id=None, reason=reason
+                )
+            return len(rows)
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def claim_due(self, now: datetime, limit: int) -> list[ClaimedStep]:
+        """Mark due pending steps ``claimed``: ours to act on, but nothing sent yet."""
+        with self._tx() as conn:
+            rows = self._step_rows(
+                conn,
+                and_(steps.c.state == "pending", steps.c.due_at <= now),
+                limit=limit,
+            )
+            if rows:
+                conn.execute(
+                    update(steps)
+                    .where(steps.c.id.in_([r.id for r in rows]))
+                    .values(state="claimed", attempts=steps.c.attempts + 1, updated_at=now)
+                )
+        return [
+            ClaimedStep(
+                r.id,
+                r.store_id,
+                r.order_id,
+                r.order_number,
+                r.sequence,
+                r.step,
+                r.kind,
+                r.due_at,
+                r.attempts + 1,
+            )
+            for r in rows
+        ]
+
+    def mark_sending(self, step_id: int, now: datetime) -> None:
+        """The last write before the provider call: from here a crash means ``uncertain``."""
+        with self._tx() as conn:
+            conn.execute(
+                update(steps).where(steps.c.id == step_id).values(state="sending", updated_at=now)
+            )
+
+    def release(self, step_id: int, now: datetime, due_at: datetime | None = None) -> None:
+        """Hand a claimed step back (e.g. the store was unreachable); nothing was sent."""
+        values: dict[str, Any] = {"state": "pending", "updated_at": now}
+        if due_at is not None:
+            values["due_at"] = due_at
+        with self._tx() as conn:
+            conn.execute(update(steps).where(steps.c.id == step_id).values(**values))
+
+    def finish(
+        self,
+        step: ClaimedStep,
+        status: str,
+        now: datetime,
+        *,
+        recipient: str | None,
+        message_id: str | None = None,
+        reason: str = "",
+    ) -> None:
+        """Record a step's outcome and its log line in one transaction."""
+        with self._tx() as conn:
+            rows = self._step_rows(conn, steps.c.id == step.id)
+            self._finish(
+                conn,
+                rows[0],
+                status,
+                now,
+                recipient=recipient,
+                message_id=message_id,
+                reason=reason,
+            )
+
+    def recover_interrupted(self, now: datetime) -> tuple[int, int]:
+        """After a crash: claimed steps go back to pending; sending ones become ``uncertain``.
+
+        A step left in ``sending`` may or may not have reached the provider. Sending it again
+        could mail the customer twice, so it is logged for the owner instead.
+        """
+        with self._tx() as conn:
+            released = conn.execute(
+                update(steps)
+                .where(steps.c.state == "claimed")
+                .values(state="pending", updated_at=now)
+            ).rowcount
+            rows = self._step_rows(conn, steps.c.state == "sending")
+            for row in rows:
+                self._finish(
+                    conn,
+                    row,
+                    "uncertain",
+                    now,
+                    recipient=None,
+                    message_id=None,
+                    reason="the daemon stopped while this message was being sent; it may or may "
+                    "not have gone out, so it will not be sent again automatically",
+                )
+        return int(released), len(rows)
+
+    # -- reading the log ------------------------------------------------------------------
+
+    def messages(
+        self,
+        *,
+        order_id: int | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[MessageRow]:
+        query = select(messages).order_by(messages.c.at, messages.c.id)
+        if order_id is not None:
+            query = query.where(messages.c.order_id == order_id)
+        if status is not None:
+            query = query.where(messages.c.status == status)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._tx() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            MessageRow(
+                r["id"],
+                r["at"],
+                r["order_id"],
+                r["order_number"],
+                r["recipient"],
+                r["sequence"],
+                r["step"],
+                r["status"],
+                r["provider_message_id"],
+                r["reason"],
+            )
+            for r in rows
+        ]
+
+    def step_states(self) -> dict[str, int]:
+        with self._tx() as conn:
+            rows = conn.execute(select(steps.c.state)).all()
+        counts: dict[str, int] = {}
+        for (state,) in rows:
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _step_rows(conn: Connection, where: Any, limit: int | None = None) -> Sequence[Any]:
+        query = (
+            select(
+                steps.c.id,
+                steps.c.store_id,
+                steps.c.order_id,
+                steps.c.sequence,
+                steps.c.step,
+                steps.c.kind,
+                steps.c.due_at,
+                steps.c.attempts,
+                enrollments.c.order_number,
+                enrollments.c.email,
+            )
+            .join(enrollments, enrollments.c.id == steps.c.enrollment_id)
+            .where(where)
+            .order_by(steps.c.due_at, steps.c.id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        return conn.execute(query).all()
+
+    @staticmethod
+    def _finish(
+        conn: Connection,
+        row: Any,
+        status: str,
+        now: datetime,
+        *,
+        recipient: str | None,
+        message_id: str | None,
+        reason: str,
+    ) -> None:
+        conn.execute(update(steps).where(steps.c.id == row.id).values(state=status, updated_at=now))
+        conn.execute(
+            insert(messages).values(
+                at=now,
+                step_id=row.id,
+                store_id=row.store_id,
+                order_id=row.order_id,
+                order_number=row.order_number,
+                recipient=recipient if recipient is not None else row.email,
+                sequence=row.sequence,
+                step=row.step,
+                status=status,
+                provider_message_id=message_id,
+                reason=reason,
+            )
+        )

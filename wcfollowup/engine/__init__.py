@@ -1,0 +1,1 @@
+"""The engine wires core and adapters: poll, enrol, plan, store; dispatch, act, log."""

@@ -1,0 +1,245 @@
+"""Act on due steps: re-read the order, decide, send, and record the outcome.
+
+The order of writes is what keeps "never twice" true: a step is ``claimed`` (nothing sent), then
+``sending`` is committed immediately before the provider call, then the outcome and its log line
+are committed together. A crash while ``sending`` leaves the step for ``recover_interrupted`` to
+mark ``uncertain``; it is never sent again on its own.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from email_validator import EmailNotValidError, validate_email
+from jinja2 import TemplateError
+
+from wcfollowup.clock import Clock
+from wcfollowup.config import Config, StepConfig
+from wcfollowup.core.context import email_context
+from wcfollowup.core.orders import EXIT_STATUSES
+from wcfollowup.db.state import ClaimedStep, StateStore
+from wcfollowup.mail.errors import MailAuthError, MailRejected, MailUnavailable, MailUncertain
+from wcfollowup.mail.message import OutgoingEmail
+from wcfollowup.mail.sendgrid_mailer import SendGridMailer
+from wcfollowup.render import Renderer, TemplateMissing
+from wcfollowup.woo.errors import OrderNotFound, StoreAuthError, StoreError
+from wcfollowup.woo.gateway import WooGateway
+
+log = structlog.get_logger("wcfollowup.dispatch")
+
+RETRY_LATER = timedelta(minutes=5)
+MAX_ATTEMPTS = 12
+AUTH_PAUSE = timedelta(minutes=5)
+
+
+class Paused(Exception):
+    """A credential was refused: stop acting until someone fixes the config."""
+
+
+@dataclass
+class DispatchResult:
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        config: Config,
+        gateway: WooGateway,
+        mailer: SendGridMailer,
+        state: StateStore,
+        renderer: Renderer,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.mailer = mailer
+        self.state = state
+        self.renderer = renderer
+        self.clock = clock
+        self.paused_until: datetime | None = None
+        self.paused_reason = ""
+
+    def dispatch(self) -> DispatchResult:
+        result = DispatchResult()
+        now = self.clock.now()
+        if self.paused_until is not None and now < self.paused_until:
+            return result
+        claimed = self.state.claim_due(now, self.config.dispatch.batch_size)
+        if not claimed:
+            return result
+        workers = min(self.config.dispatch.workers, len(claimed))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatch") as pool:
+            for outcome in pool.map(self._run_step, claimed):
+                result.add(outcome)
+        return result
+
+    # -- one step -------------------------------------------------------------------------
+
+    def _run_step(self, step: ClaimedStep) -> str:
+        bound = log.bind(order_id=step.order_id, sequence=step.sequence, step=step.step)
+        if self.paused_until is not None and self.clock.now() < self.paused_until:
+            self.state.release(step.id, self.clock.now())
+            return "paused"
+        try:
+            return self._act(step, bound)
+        except Paused as exc:
+            self._pause(str(exc))
+            return "paused"
+        except Exception:  # never let one bad order stop the queue; leave it retryable
+            bound.exception("step crashed; it will be retried")
+            self.state.release(step.id, self.clock.now(), due_at=self.clock.now() + RETRY_LATER)
+            return "error"
+
+    def _act(self, step: ClaimedStep, bound: Any) -> str:
+        now = self.clock.now()
+        step_config = self._step_config(step)
+        if step_config is None:
+            return self._finish(
+                step, "cancelled", None, reason="this step is no longer in the config", bound=bound
+            )
+        try:
+            order = self.gateway.get_order(step.order_id)
+        except OrderNotFound:
+            return self._finish(
+                step, "skipped", None, reason="the order was deleted from the store", bound=bound
+            )
+        except StoreAuthError as exc:
+            self.state.release(step.id, now)
+            raise Paused(str(exc)) from None
+        except StoreError as exc:
+            return self._retry_later(step, f"could not re-read the order: {exc}", bound)
+
+        status = str(order.get("status", ""))
+        if status in EXIT_STATUSES:
+            return self._finish(step, "cancelled", None, reason=f"order is {status}", bound=bound)
+        if status != "completed":
+            return self._finish(
+                step,
+                "skipped",
+                None,
+                reason=f"order is no longer completed (now {status})",
+                bound=bound,
+            )
+        billing = order.get("billing") or {}
+        raw_email = str(billing.get("email") or "").strip()
+        try:
+            recipient = validate_email(raw_email, check_deliverability=False).normalized
+        except EmailNotValidError:
+            shown = raw_email[:80] or "empty"
+            return self._finish(
+                step,
+                "skipped",
+                raw_email,
+                reason=f"order has no valid billing email ({shown})",
+                bound=bound,
+            )
+
+        store = self.config.store
+        try:
+            context = email_context(
+                order,
+                store_name=store.name,
+                store_url=store.url,
+                store_tz=store.tz,
+                language=store.language,
+            )
+            rendered = self.renderer.render(step_config.template, store.language, context)
+        except (TemplateError, TemplateMissing, KeyError, ValueError, TypeError) as exc:
+            return self._finish(
+                step,
+                "failed",
+                recipient,
+                reason=f"template '{step_config.template}' failed: {exc}",
+                bound=bound,
+            )
+
+        email = OutgoingEmail(
+            to_email=recipient,
+            to_name=" ".join(str(billing.get(k) or "") for k in ("first_name", "last_name")),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            categories=("wcfollowup", step.sequence, step.step),
+            custom_args={
+                "wcf_step_id": str(step.id),
+                "wcf_order_id": str(step.order_id),
+                "wcf_sequence": step.sequence,
+                "wcf_step": step.step,
+            },
+        )
+        self.state.mark_sending(step.id, self.clock.now())
+        try:
+            message_id = self.mailer.send(email)
+        except MailUnavailable as exc:
+            return self._retry_later(step, str(exc), bound)
+        except MailAuthError as exc:
+            self.state.release(step.id, self.clock.now())
+            raise Paused(str(exc)) from None
+        except MailRejected as exc:
+            return self._finish(step, "failed", recipient, reason=str(exc), bound=bound)
+        except MailUncertain as exc:
+            return self._finish(step, "uncertain", recipient, reason=str(exc), bound=bound)
+        return self._finish(step, "sent", recipient, message_id=message_id, bound=bound)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _step_config(self, step: ClaimedStep) -> StepConfig | None:
+        for sequence in self.config.sequences:
+            if sequence.name == step.sequence:
+                for candidate in sequence.steps:
+                    if candidate.name == step.step:
+                        return candidate
+        return None
+
+    def _finish(
+        self,
+        step: ClaimedStep,
+        status: str,
+        recipient: str | None,
+        *,
+        bound: Any,
+        reason: str = "",
+        message_id: str | None = None,
+    ) -> str:
+        self.state.finish(
+            step,
+            status,
+            self.clock.now(),
+            recipient=recipient,
+            message_id=message_id,
+            reason=reason,
+        )
+        bound.info(
+            "step " + status, status=status, reason=reason or None, provider_message_id=message_id
+        )
+        return status
+
+    def _retry_later(self, step: ClaimedStep, reason: str, bound: Any) -> str:
+        if step.attempts >= MAX_ATTEMPTS:
+            return self._finish(
+                step,
+                "failed",
+                None,
+                bound=bound,
+                reason=f"gave up after {step.attempts} attempts: {reason}",
+            )
+        self.state.release(step.id, self.clock.now(), due_at=self.clock.now() + RETRY_LATER)
+        bound.warning("step postponed", reason=reason, attempt=step.attempts)
+        return "postponed"
+
+    def _pause(self, reason: str) -> None:
+        self.paused_until = self.clock.now() + AUTH_PAUSE
+        self.paused_reason = reason
+        log.error(
+            "PAUSED: a credential was refused; nothing is sent until it is fixed",
+            reason=reason,
+            retry_at=self.paused_until.isoformat(),
+        )

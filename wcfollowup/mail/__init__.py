@@ -1,0 +1,1 @@
+"""The mail adapter: the only code that talks to SendGrid."""

@@ -1,0 +1,1 @@
+"""The WooCommerce adapter: the only code that talks to the store."""

@@ -1,0 +1,208 @@
+"""Talks to the WooCommerce REST API v3 through the official ``woocommerce`` client.
+
+The client has no retries, no raise-for-status and a 5 s default timeout, so this adapter adds
+an explicit timeout, maps status codes to the errors in ``woo.errors``, and retries transient
+failures with tenacity. Each retry is a fresh call, so over plain HTTP it is re-signed with a
+new OAuth nonce (a replayed nonce is refused by WooCommerce).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from wcfollowup.core.orders import format_wc_gmt
+from wcfollowup.redact import redact
+from wcfollowup.woo.errors import (
+    OrderNotFound,
+    StoreAuthError,
+    StoreError,
+    StoreRequestError,
+    StoreTooOld,
+    StoreUnavailable,
+)
+
+MAX_RETRY_AFTER = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    total: int
+    total_pages: int
+    server_time: datetime | None
+
+
+def _server_time(response: requests.Response) -> datetime | None:
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).astimezone(UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), MAX_RETRY_AFTER)
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code} (non-JSON body)"
+    if isinstance(body, dict) and "code" in body:
+        return f"HTTP {response.status_code} {body.get('code')}: {body.get('message', '')}"
+    return f"HTTP {response.status_code}"
+
+
+class WooGateway:
+    def __init__(
+        self,
+        url: str,
+        consumer_key: str,
+        consumer_secret: str,
+        *,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        attempts: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        from woocommerce import API
+
+        self.url = url
+        self._secrets = (consumer_key, consumer_secret)
+        self._api = API(
+            url=url,
+            consumer_key=consumer_key,
+            consumer_secret=consumer_secret,
+            version="wc/v3",
+            timeout=timeout,
+            verify_ssl=verify,
+            user_agent="wcfollowup",
+        )
+        self._attempts = attempts
+        self._sleep = sleep
+
+    # -- public calls ---------------------------------------------------------------------
+
+    def list_orders(self, params: dict[str, Any]) -> Page:
+        response, items = self._get("orders", params)
+        if not isinstance(items, list):
+            raise StoreUnavailable("the order list was not a JSON array")
+        return Page(
+            items=items,
+            total=int(response.headers.get("X-WP-Total", len(items)) or 0),
+            total_pages=int(response.headers.get("X-WP-TotalPages", 1) or 0),
+            server_time=_server_time(response),
+        )
+
+    def get_order(self, order_id: int) -> dict[str, Any]:
+        _response, body = self._get(f"orders/{int(order_id)}", {})
+        if not isinstance(body, dict):
+            raise StoreUnavailable(f"order {order_id} was not a JSON object")
+        return body
+
+    def probe(self, now: datetime) -> datetime | None:
+        """Prove the store honours ``modified_after``; return the store's clock if it says.
+
+        One cheap request for orders modified after tomorrow: a store that honours the filter
+        returns none, one older than WooCommerce 5.8 silently ignores it and returns some.
+        """
+        page = self.list_orders(
+            {
+                "modified_after": format_wc_gmt(now + timedelta(days=1)),
+                "dates_are_gmt": "true",
+                "per_page": 1,
+                "_fields": "id",
+            }
+        )
+        if page.items:
+            raise StoreTooOld(
+                f"{self.url} ignores the modified_after filter (WooCommerce older than 5.8): "
+                "wcfollowup would miss or repeat orders. Update WooCommerce to 5.8 or newer."
+            )
+        return page.server_time
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _get(self, endpoint: str, params: dict[str, Any]) -> tuple[requests.Response, Any]:
+        retrying = Retrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            stop=stop_after_attempt(self._attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(self._get_once, endpoint, params)
+
+    @staticmethod
+    def _wait(state: RetryCallState) -> float:
+        backoff = wait_exponential_jitter(initial=0.5, max=30)(state)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, StoreUnavailable) and error.retry_after is not None:
+            return max(error.retry_after, backoff)
+        return backoff
+
+    def _get_once(self, endpoint: str, params: dict[str, Any]) -> tuple[requests.Response, Any]:
+        try:
+            response = self._api.get(endpoint, params=dict(params))
+        except requests.Timeout as exc:
+            raise StoreUnavailable(
+                f"timed out talking to {self.url} ({type(exc).__name__})"
+            ) from None
+        except requests.RequestException as exc:
+            raise StoreUnavailable(
+                f"could not reach {self.url}: {redact(str(exc), self._secrets)}"
+            ) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return response, self._json(response)
+        text = _error_text(response)
+        if status in (401, 403):
+            raise StoreAuthError(
+                f"{self.url} refused the API keys ({text}). Check consumer_key/consumer_secret "
+                "and that the key has Read access."
+            )
+        if status == 404 and endpoint.startswith("orders/"):
+            raise OrderNotFound(f"{endpoint} does not exist on {self.url} ({text})")
+        if status == 429 or status >= 500:
+            raise StoreUnavailable(f"{self.url} answered {text}", _retry_after(response))
+        raise StoreRequestError(f"{self.url} rejected GET {endpoint}: {text}")
+
+    def _json(self, response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except (ValueError, json.JSONDecodeError):
+            raise StoreUnavailable(
+                f"{self.url} sent a body that is not valid JSON "
+                f"({len(response.content)} bytes; truncated or an HTML error page?)"
+            ) from None
+
+
+__all__ = ["Page", "StoreError", "WooGateway"]
