@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import CONFIG_TEMPLATE, sandbox_env
 
 from wcfollowup.clock import SystemClock
 from wcfollowup.sandbox import Sandbox
-
-from .conftest import CONFIG_TEMPLATE, sandbox_env
 
 
 @pytest.fixture

@@ -214,9 +214,9 @@ def test_crash_while_sending_is_logged_uncertain_and_never_resent(
 def test_bad_store_key_pauses_polling_without_crashing(
     sandbox: Sandbox, make_config: Callable[..., object], clock: FakeClock
 ) -> None:
-    from wcfollowup.config import load_config
+    from support import sandbox_env
 
-    from .conftest import sandbox_env
+    from wcfollowup.config import load_config
 
     config = make_config()
     env = sandbox_env(sandbox) | {"WC_CONSUMER_SECRET": "cs_wrong"}

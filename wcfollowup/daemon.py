@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 
 import structlog
 

@@ -49,7 +49,7 @@ def email_context(
             "date": format_date(created.astimezone(store_tz), "long", locale=locale)
             if created
             else "",
-            "items": items,
+            "line_items": items,
             "shipping_total": format_money(order.get("shipping_total", "0"), currency, language),
             "total": format_money(order.get("total", "0"), currency, language),
             "currency": currency,

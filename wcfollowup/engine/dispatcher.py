@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from email_validator import EmailNotValidError, validate_email
 from jinja2 import TemplateError
 
 from wcfollowup.clock import Clock
 from wcfollowup.config import Config, StepConfig
 from wcfollowup.core.context import email_context
+from wcfollowup.core.emails import normalize_email
 from wcfollowup.core.orders import EXIT_STATUSES
 from wcfollowup.db.state import ClaimedStep, StateStore
 from wcfollowup.mail.errors import MailAuthError, MailRejected, MailUnavailable, MailUncertain
@@ -130,9 +130,8 @@ class Dispatcher:
             )
         billing = order.get("billing") or {}
         raw_email = str(billing.get("email") or "").strip()
-        try:
-            recipient = validate_email(raw_email, check_deliverability=False).normalized
-        except EmailNotValidError:
+        recipient = normalize_email(raw_email)
+        if recipient is None:
             shown = raw_email[:80] or "empty"
             return self._finish(
                 step,

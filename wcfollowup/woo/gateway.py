@@ -163,7 +163,7 @@ class WooGateway:
 
     @staticmethod
     def _wait(state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=0.5, max=30)(state)
+        backoff = wait_exponential_jitter(multiplier=0.5, max=30)(state)
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, StoreUnavailable) and error.retry_after is not None:
             return max(error.retry_after, backoff)

@@ -1,0 +1,124 @@
+"""``load_config``: file in, validated :class:`Config` or every problem at once out.
+
+Pure: reads one file and the given environment mapping; no network, no other files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from wcfollowup.config.errors import (
+    ConfigError,
+    ConfigProblem,
+    Loc,
+    closest_key,
+    describe,
+    format_location,
+    is_sensitive,
+    known_keys,
+)
+from wcfollowup.config.fields import BASE_DIR
+from wcfollowup.config.models import DUPLICATE_NAME_ERROR, SOURCE_PATH, Config, duplicate_names
+from wcfollowup.config.yaml_source import Document, Position, read_document
+
+EXTENSION = "x-"
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate ``path``; ``${VAR}`` references are filled from ``env`` (os.environ).
+
+    Raises :class:`ConfigError` listing every problem, sorted by line, for any bad input.
+    """
+    file = os.fspath(path)
+    source = Path(file).absolute()
+    document = read_document(Path(file), os.environ if env is None else env)
+    problems = list(document.problems)
+    # Top-level keys starting with "x-" are a parking place for &anchors shared by sequences.
+    data = {key: value for key, value in document.data.items() if not key.startswith(EXTENSION)}
+    try:
+        config = Config.model_validate(
+            data, context={BASE_DIR: source.parent, SOURCE_PATH: source}
+        )
+    except ValidationError as error:
+        problems.extend(_translate(file, document, error))
+        problems.extend(
+            _make(file, document.mark_for(loc).value, loc, message)
+            for loc, message in duplicate_names(document.data)
+        )
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _translate(file: str, document: Document, error: ValidationError) -> list[ConfigProblem]:
+    located = [
+        (details, _data_loc(details, document.data))
+        for details in error.errors(include_url=False)
+        if details["type"] != DUPLICATE_NAME_ERROR  # duplicate_names() reports them precisely
+    ]
+    # "unknown key 'consumer_secrt'; did you mean 'consumer_secret'?" already says it all;
+    # a second "missing required key 'consumer_secret'" would only add noise.
+    misspelt = {
+        (loc[:-1], closest_key(loc[-1], known_keys(Config, loc[:-1])))
+        for details, loc in located
+        if details["type"] == "extra_forbidden"
+    }
+    problems: list[ConfigProblem] = []
+    for details, loc in located:
+        unresolved = any(loc[:end] in document.unresolved for end in range(len(loc) + 1))
+        if unresolved and details["type"] != "extra_forbidden":
+            continue  # already reported: the value could not be read or expanded
+        if details["type"] == "missing" and (loc[:-1], loc[-1]) in misspelt:
+            continue
+        problems.append(_problem(file, document, details, loc))
+    return problems
+
+
+def _data_loc(details: ErrorDetails, data: Any) -> Loc:
+    """Keep only the parts of pydantic's ``loc`` that name keys/indexes in the data.
+
+    Validators and unions (later: step kinds) add parts such as ``function-after[...]`` or a
+    tag name; they mean nothing to someone reading the YAML.
+    """
+    raw: Loc = tuple(details["loc"])
+    kept: list[str | int] = []
+    node: Any = data
+    for position, part in enumerate(raw):
+        last = position == len(raw) - 1
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            kept.append(part)
+            node = node[part]
+        elif last and details["type"] == "missing":
+            kept.append(part)
+    return tuple(kept)
+
+
+def _problem(file: str, document: Document, details: ErrorDetails, loc: Loc) -> ConfigProblem:
+    kind = details["type"]
+    mark = document.mark_for(loc)
+    reveal = not mark.env_vars and not is_sensitive(Config, loc)
+    message = describe(details, Config, loc, reveal=reveal)
+    if mark.env_vars and loc in document.marks and kind not in ("missing", "extra_forbidden"):
+        names = ", ".join(dict.fromkeys(mark.env_vars))
+        message += f" (the value comes from environment variable {names})"
+    if kind == "missing":
+        parent = document.mark_for(loc[:-1])
+        position = parent.key or parent.value
+        return _make(file, position, loc[:-1], message)
+    if kind == "extra_forbidden":
+        return _make(file, mark.key or mark.value, loc[:-1], message)
+    position = mark.value if mark.scalar else (mark.key or mark.value)
+    return _make(file, position, loc, message)
+
+
+def _make(file: str, position: Position, loc: Loc, message: str) -> ConfigProblem:
+    return ConfigProblem(file, position.line, position.column, format_location(loc), message)

@@ -1,0 +1,51 @@
+"""ASGI wrappers shared by both sandbox servers: the clock's ``Date`` header and the fault seam.
+
+The fault seam is deliberately tiny: a hook that sees each request's scope first and may hand
+back an ASGI app to answer instead (a 429 with ``Retry-After``, a 502 HTML page, a body cut in
+half, a response that never comes). Later fault-injection tests set ``hook``; nothing else in the
+sandbox needs to know faults exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from email.utils import format_datetime
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wcfollowup.clock import Clock
+
+FaultHook = Callable[[Scope], ASGIApp | None]
+
+
+class ClockDateHeader:
+    """Servers stamp responses with *their* time; the daemon reads it to detect clock skew."""
+
+    def __init__(self, app: ASGIApp, clock: Clock) -> None:
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_date(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                date = format_datetime(self.clock.now(), usegmt=True).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message["headers"] = [(b"date", date), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_date)
+
+
+class FaultSeam:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.hook: FaultHook | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hook = self.hook
+        replacement = hook(scope) if hook is not None and scope["type"] == "http" else None
+        await (replacement or self.app)(scope, receive, send)
