@@ -13,10 +13,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from wcfollowup.clock import ScaledClock
+
+if TYPE_CHECKING:
+    from wcfollowup.sandbox import Sandbox
 
 DEMO_CONFIG = """\
 # Written by `wcfollowup demo`: the sandbox store, the sandbox mail sink, a fast clock.
@@ -51,11 +55,11 @@ def run_demo(speed: float = 120.0, timeout: float = 75.0) -> int:
     from wcfollowup.config import load_config
     from wcfollowup.daemon import Daemon
     from wcfollowup.db.state import StateStore
-    from wcfollowup.log_view import print_log
+    from wcfollowup.log_view import make_console, print_log
     from wcfollowup.logs import configure_logging
     from wcfollowup.sandbox import Sandbox
 
-    console = Console()
+    console = make_console()
     clock = ScaledClock(speed=speed)
     workdir = Path(tempfile.mkdtemp(prefix="wcfollowup-demo-"))
     configure_logging(json=False)
@@ -86,7 +90,7 @@ def run_demo(speed: float = 120.0, timeout: float = 75.0) -> int:
             runner = threading.Thread(target=daemon.run_forever, args=(stop,), name="daemon")
             runner.start()
             try:
-                expected = _shop_floor(sandbox, console)
+                expected = _shop_floor(sandbox, console, config.poll.interval.total_seconds())
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline:
                     if len(sandbox.sink.messages) >= expected:
@@ -99,8 +103,15 @@ def run_demo(speed: float = 120.0, timeout: float = 75.0) -> int:
             state = StateStore(config.database.sqlalchemy_url)
             rows = state.messages()
             state.close()
+            if sandbox.sink.messages:
+                first = sandbox.sink.messages[0]
+                console.rule(f"one of them, as the customer reads it: {first.subject}")
+                console.print(first.text, markup=False, highlight=False)
             print_log(rows, config.store.tz, console)
             sent = [r for r in rows if r.status == "sent"]
+            console.print(
+                "Try it with your own config: `wcfollowup sandbox` keeps this store running."
+            )
             console.print(
                 f"{len(sandbox.sink.messages)} email(s) reached the mail sink; "
                 f"{len(sent)} thank-you(s) logged as sent; expected {expected}."
@@ -110,25 +121,32 @@ def run_demo(speed: float = 120.0, timeout: float = 75.0) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _shop_floor(sandbox: object, console: Console) -> int:
+SHOPPERS = (
+    ("siti", [(11, 1), (15, 2)]),
+    ("nurul", [(13, 1)]),
+    ("putu", [(14, 2), (16, 1)]),
+    ("farah_guest", [(12, 1)]),
+    ("andre", [(15, 3)]),
+    ("tan", [(16, 1)]),
+)
+
+
+def _shop_floor(sandbox: Sandbox, console: Console, poll_interval: float) -> int:
     """Complete, refund and cancel orders while the daemon runs; return the thank-yous due."""
-    store = sandbox.store  # type: ignore[attr-defined]
-    time.sleep(1.0)  # let the daemon see the store first: earlier orders are history
-    waiting = store.orders_ids(status="processing")
-    console.print(f"{len(waiting)} orders are processing; completing some of them now.")
-    completed = []
-    for order_id in waiting[:5]:
+    store = sandbox.store
+    time.sleep(1.0)  # let the daemon see the store first: the seeded orders are history
+    history = len(store.orders_ids(status="completed"))
+    console.print(f"The store has {history} completed orders from before: those are history.")
+    new_orders = [store.create_order(customer=who, items=items)["id"] for who, items in SHOPPERS]
+    *to_complete, to_cancel = new_orders
+    for order_id in to_complete:
         store.complete(order_id)
-        completed.append(order_id)
         console.print(f"  completed order {order_id}")
-        time.sleep(0.4)
-    refunded_later = completed[-1]
-    store.refund(refunded_later)
-    console.print(
-        f"  refunded order {refunded_later} before its thank-you was due "
-        "(its follow-up will be cancelled)"
-    )
-    for order_id in waiting[5:6]:
-        store.cancel(order_id)
-        console.print(f"  cancelled order {order_id} (never completed: nothing to send)")
-    return len(completed) - 1
+        time.sleep(0.3)
+    store.cancel(to_cancel)
+    console.print(f"  cancelled order {to_cancel} (never completed: nothing to send)")
+    time.sleep(poll_interval + 1.0)  # the daemon enrols the completed orders
+    refunded = to_complete[-1]
+    store.refund(refunded)
+    console.print(f"  refunded order {refunded} before its thank-you was due: it gets none")
+    return len(to_complete) - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from datetime import tzinfo
 
@@ -19,8 +20,13 @@ STATUS_STYLE = {
 }
 
 
+def make_console() -> Console:
+    """Piped output (journald, a file, CI) gets full-width rows instead of 80 folded columns."""
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
 def print_log(rows: Sequence[MessageRow], tz: tzinfo, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     table = Table(title=f"message log ({len(rows)} rows, times in {tz})", expand=False)
     for column in (
         "time",
