@@ -67,7 +67,7 @@ def test_check_reports_every_problem_with_file_line_and_column() -> None:
 def test_check_accepts_the_example_config() -> None:
     result = check(REPO / "config.example.yaml", SECRETS)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{REPO / 'config.example.yaml'}: OK (1 sequence(s))"
+    assert result.stdout.strip() == f"{REPO / 'config.example.yaml'}: OK (3 sequence(s))"
 
 
 def test_unset_variables_and_unknown_keys_are_both_reported() -> None:

@@ -81,7 +81,7 @@ def test_example_config_validates() -> None:
     assert cfg.store.consumer_secret.get_secret_value() == ENV["WC_CONSUMER_SECRET"]
     assert cfg.sendgrid.api_key.get_secret_value() == ENV["SENDGRID_API_KEY"]
     assert cfg.database.sqlalchemy_url == "sqlite:////var/lib/wcfollowup/state.db"
-    assert [s.name for s in cfg.sequences] == ["thank-you"]
+    assert [s.name for s in cfg.sequences] == ["thank-you", "review-request", "win-back"]
     step = cfg.sequences[0].steps[0]
     assert (step.name, step.kind, step.after, step.template) == (
         "thank-you",

@@ -33,6 +33,7 @@ ConfigOption = Annotated[
 
 EXIT_CONFIG = 2
 EXIT_STORE = 3
+EXIT_LOCKED = 4
 
 
 def load_or_exit(path: Path) -> Config:
@@ -69,12 +70,17 @@ def run(
     Example: wcfollowup run --config /etc/wcfollowup/config.yaml
     """
     from wcfollowup.daemon import Daemon
+    from wcfollowup.db.lock import AlreadyRunning
     from wcfollowup.logs import configure_logging
-    from wcfollowup.woo.errors import StoreTooOld
+    from wcfollowup.woo.errors import StoreIncompatible, StoreTooOld
 
     cfg = load_or_exit(config)
     configure_logging()
-    daemon = Daemon(cfg)
+    try:
+        daemon = Daemon(cfg)
+    except AlreadyRunning as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_LOCKED) from None
     try:
         if once:
             daemon.run_once()
@@ -83,7 +89,7 @@ def run(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         daemon.run_forever(stop)
-    except StoreTooOld as exc:
+    except (StoreTooOld, StoreIncompatible) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_STORE) from None
     finally:
@@ -114,6 +120,27 @@ def show_log(
     finally:
         state.close()
     print_log(rows, cfg.store.tz)
+
+
+@app.command()
+def unsubscribe(
+    email: Annotated[str, typer.Argument(help="The address that asked to get no more emails.")],
+    config: ConfigOption = Path("config.yaml"),
+) -> None:
+    """Stop all follow-ups to an address now and in future (logged as cancelled).
+
+    Example: wcfollowup unsubscribe siti@example.com --config /etc/wcfollowup/config.yaml
+    """
+    from wcfollowup.clock import SystemClock
+    from wcfollowup.db.state import StateStore
+
+    cfg = load_or_exit(config)
+    state = StateStore(cfg.database.sqlalchemy_url)
+    try:
+        cancelled = state.unsubscribe(email, "command line", SystemClock().now())
+    finally:
+        state.close()
+    print(f"{email}: unsubscribed; {cancelled} pending follow-up(s) cancelled")
 
 
 @app.command()

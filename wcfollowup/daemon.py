@@ -16,13 +16,14 @@ import structlog
 
 from wcfollowup.clock import Clock, SystemClock
 from wcfollowup.config import Config
+from wcfollowup.db.lock import AlreadyRunning
 from wcfollowup.db.state import StateStore
 from wcfollowup.engine.dispatcher import Dispatcher, DispatchResult
 from wcfollowup.engine.poller import Poller, PollResult
 from wcfollowup.logs import register_secrets
 from wcfollowup.mail.sendgrid_mailer import SendGridMailer
 from wcfollowup.render import Renderer
-from wcfollowup.woo.errors import StoreAuthError, StoreError, StoreTooOld
+from wcfollowup.woo.errors import StoreAuthError, StoreError, StoreIncompatible, StoreTooOld
 from wcfollowup.woo.gateway import WooGateway
 
 log = structlog.get_logger("wcfollowup.daemon")
@@ -47,6 +48,11 @@ class Daemon:
             ]
         )
         self.state = StateStore(config.database.sqlalchemy_url)
+        try:
+            self.state.lock()
+        except AlreadyRunning:
+            self.state.close()
+            raise
         self.gateway = WooGateway(
             store.url,
             store.consumer_key.get_secret_value(),
@@ -63,14 +69,7 @@ class Daemon:
             timeout=mail.request_timeout.total_seconds(),
             sleep=sleep,
         )
-        self.poller = Poller(
-            self.gateway,
-            self.state,
-            config.sequences,
-            self.clock,
-            overlap=config.poll.overlap,
-            page_size=config.poll.page_size,
-        )
+        self.poller = Poller(self.gateway, self.state, config, self.clock)
         self.dispatcher = Dispatcher(
             config,
             self.gateway,
@@ -94,7 +93,7 @@ class Daemon:
     def poll_once(self) -> PollResult | None:
         try:
             result = self.poller.poll()
-        except StoreTooOld:
+        except (StoreTooOld, StoreIncompatible):
             raise
         except StoreAuthError as exc:
             log.error("PAUSED polling: the store refused the API keys", reason=str(exc))
@@ -124,7 +123,7 @@ class Daemon:
         """Fail fast on a store that cannot be polled safely; anything else is retried later."""
         try:
             self.poller.ensure_store()
-        except StoreTooOld:
+        except (StoreTooOld, StoreIncompatible):
             raise
         except StoreError as exc:
             log.warning("store check failed; polling will keep trying", reason=str(exc))

@@ -97,7 +97,8 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts)
 
 
-def _validate(value: Any) -> timedelta:
+def validate_duration(value: Any) -> timedelta:
+    """Validate one duration as written in YAML; raises a pydantic error for the owner."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -125,7 +126,7 @@ def _validate(value: Any) -> timedelta:
 
 Duration = Annotated[
     timedelta,
-    PlainValidator(_validate),
+    PlainValidator(validate_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
     WithJsonSchema(
         {

@@ -18,6 +18,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from wcfollowup.config.base import yaml_fields, yaml_key
 from wcfollowup.config.fields import Sensitive
 from wcfollowup.config.messages import ERROR_PREFIX, render, show
 
@@ -69,8 +70,13 @@ def _unwrap(annotation: Any) -> list[Any]:
     origin = typing.get_origin(annotation)
     if origin is Annotated:
         return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType, list):
-        return [inner for arg in typing.get_args(annotation) for inner in _unwrap(arg)]
+    if origin in (typing.Union, types.UnionType, list, tuple, frozenset, set):
+        return [
+            inner
+            for arg in typing.get_args(annotation)
+            if arg is not Ellipsis
+            for inner in _unwrap(arg)
+        ]
     return [annotation]
 
 
@@ -91,10 +97,10 @@ def _field_path(model: type[BaseModel], loc: Loc) -> tuple[list[type[BaseModel]]
     for part in loc:
         if isinstance(part, int):
             continue
-        owner = next((m for m in models if part in m.model_fields), None)
+        owner = next((m for m in models if part in yaml_fields(m)), None)
         if owner is None:
             return models, None
-        field = owner.model_fields[part]
+        field = yaml_fields(owner)[part]
         models = [
             t for t in _unwrap(field.annotation) if isinstance(t, type) and issubclass(t, BaseModel)
         ]
@@ -112,7 +118,26 @@ def is_sensitive(model: type[BaseModel], loc: Loc) -> bool:
 
 def known_keys(model: type[BaseModel], parent: Loc) -> list[str]:
     models, _ = _field_path(model, parent)
-    return [name for m in models for name in m.model_fields]
+    return [yaml_key(name, field) for m in models for name, field in m.model_fields.items()]
+
+
+def _condition_synonyms(model: type[BaseModel], parent: Loc) -> Mapping[str, str] | None:
+    """The condition model's synonym table if ``parent`` is a condition, else None."""
+    models, _ = _field_path(model, parent)
+    for found in models:
+        if getattr(found, "IS_CONDITION", False):
+            synonyms: Mapping[str, str] = getattr(found, "SYNONYMS", {})
+            return synonyms
+    return None
+
+
+def unknown_condition_message(
+    key: str | int, candidates: Sequence[str], synonyms: Mapping[str, str] | None = None
+) -> str:
+    close = (synonyms or {}).get(str(key).lower()) or closest_key(key, candidates)
+    if close:
+        return f"unknown condition '{key}'; did you mean '{close}'?"
+    return f"unknown condition '{key}'; the conditions are: {', '.join(candidates)}"
 
 
 # --- one pydantic error -> one sentence ---------------------------------------------------------
@@ -156,6 +181,9 @@ def describe(error: ErrorDetails, model: type[BaseModel], loc: Loc, *, reveal: b
     if kind == "missing":
         return f"missing required key '{loc[-1]}'"
     if kind == "extra_forbidden":
+        synonyms = _condition_synonyms(model, loc[:-1])
+        if synonyms is not None:
+            return unknown_condition_message(loc[-1], known_keys(model, loc[:-1]), synonyms)
         return unknown_key_message(loc[-1], known_keys(model, loc[:-1]))
     if kind == "string_type":
         quote = "; put it in quotes" if _needs_quotes(value) else ""

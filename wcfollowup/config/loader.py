@@ -72,6 +72,7 @@ def _translate(file: str, document: Document, error: ValidationError) -> list[Co
     }
     problems: list[ConfigProblem] = []
     for details, loc in located:
+        loc = _refine(details, loc, document.data)
         unresolved = any(loc[:end] in document.unresolved for end in range(len(loc) + 1))
         if unresolved and details["type"] != "extra_forbidden":
             continue  # already reported: the value could not be read or expanded
@@ -100,6 +101,32 @@ def _data_loc(details: ErrorDetails, data: Any) -> Loc:
         elif last and details["type"] == "missing":
             kept.append(part)
     return tuple(kept)
+
+
+def _refine(details: ErrorDetails, loc: Loc, data: Any) -> Loc:
+    """Follow an error's ``at`` hint (see :func:`messages.invalid`) deeper into the data.
+
+    A validator that sees a whole mapping (``after: {delivered: 3x}``) can say which part of it
+    is wrong, so the problem points at ``3x`` rather than at ``after``.
+    """
+    at = (details.get("ctx") or {}).get("at")
+    if not isinstance(at, tuple) or not at:
+        return loc
+    node: Any = data
+    for part in loc:
+        node = node.get(part) if isinstance(node, dict) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) else None
+        )
+    refined = list(loc)
+    for part in at:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+        else:
+            break
+        refined.append(part)
+    return tuple(refined)
 
 
 def _problem(file: str, document: Document, details: ErrorDetails, loc: Loc) -> ConfigProblem:

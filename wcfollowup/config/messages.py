@@ -24,7 +24,7 @@ def show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return f"the number {value}"
+        return f"the number {getattr(value, 'written', value)}"
     if isinstance(value, str):
         text = value if len(value) <= _MAX_SHOWN else value[: _MAX_SHOWN - 1] + "…"
         return "'" + text.replace("'", "''") + "'" if text else "an empty text ''"
@@ -37,12 +37,24 @@ def show(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def invalid(kind: str, template: str, value: object, **context: str) -> PydanticCustomError:
-    """Build a validation error whose template may mention the input as ``{value}``."""
+def invalid(
+    kind: str,
+    template: str,
+    value: object,
+    *,
+    at: tuple[str | int, ...] = (),
+    **context: str,
+) -> PydanticCustomError:
+    """Build a validation error whose template may mention the input as ``{value}``.
+
+    ``at`` names the part of a mapping or list value that is wrong (``("delivered",)``); the
+    loader points the problem there when that part exists in the file.
+    """
+    extra: dict[str, object] = {"at": at} if at else {}
     return PydanticCustomError(
         ERROR_PREFIX + kind,
         template,
-        {"value": show(value), "template": template, **context},
+        {"value": show(value), "template": template, **context, **extra},
     )
 
 

@@ -8,6 +8,7 @@ fields or as a discriminated union on ``kind`` without touching the loader.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Sequence
 from datetime import timedelta
@@ -16,16 +17,21 @@ from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
+    BeforeValidator,
     Field,
+    PlainSerializer,
+    PlainValidator,
     PrivateAttr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from wcfollowup.config.durations import Duration, at_least
+from wcfollowup.config.base import _Model
+from wcfollowup.config.conditions import Condition
+from wcfollowup.config.durations import Duration, at_least, format_duration, validate_duration
 from wcfollowup.config.fields import (
     ConfigPath,
     DatabaseUrl,
@@ -39,27 +45,12 @@ from wcfollowup.config.fields import (
     WholeNumber,
 )
 from wcfollowup.config.messages import invalid
+from wcfollowup.config.schedule import FrequencyCap, SendWindow
 
 SOURCE_PATH = "source_path"
 """Validation-context key: the file the config was loaded from."""
 
 Loc = tuple[str | int, ...]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_means_default(cls, data: Any) -> Any:
-        """``poll:`` with every line below commented out is YAML null: treat it as "not set"."""
-        if not isinstance(data, dict):
-            return data
-        return {
-            key: value
-            for key, value in data.items()
-            if not (value is None and key in cls.model_fields and not _required(cls, key))
-        }
 
 
 class StoreConfig(_Model):
@@ -122,16 +113,193 @@ class DispatchConfig(_Model):
     workers: Annotated[WholeNumber, Field(ge=1, le=64)] = 4
 
 
+# --- delivery -------------------------------------------------------------------------------
+
+DEFAULT_TRACKING_META_KEY = "_wc_shipment_tracking_items"
+_CORE_STATUSES = frozenset(
+    {"pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed",
+     "trash", "checkout-draft", "draft"}
+)  # fmt: skip
+
+
+def _order_status(value: Any) -> Any:
+    """``wc-delivered`` (as plugins show it) and ``Delivered`` both mean ``delivered``."""
+    if isinstance(value, str):
+        value = value.strip().lower().removeprefix("wc-")
+        if value in _CORE_STATUSES:
+            raise invalid(
+                "core_status",
+                "'{status}' is a WooCommerce core status; the delivered status must be a "
+                "custom one that your store sets when the parcel arrives, such as 'delivered'",
+                value,
+                status=value,
+            )
+    return value
+
+
+class TrackingConfig(_Model):
+    """Shipment-tracking meta: delivered = the latest ``date_shipped`` + ``transit``."""
+
+    meta_key: Text = DEFAULT_TRACKING_META_KEY
+    transit: Annotated[Duration, at_least(timedelta(hours=1))]
+
+
+class DeliveryConfig(_Model):
+    """How the store tells that a parcel arrived; any combination, the first signal wins."""
+
+    status: Annotated[Slug, BeforeValidator(_order_status)] | None = None
+    meta_key: Text | None = None
+    tracking: TrackingConfig | None = None
+    assume_after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if (self.status, self.meta_key, self.tracking, self.assume_after) == (None,) * 4:
+            raise invalid(
+                "delivery_empty",
+                "say how delivery is known: set at least one of 'status', 'meta_key', "
+                "'tracking' or 'assume_after' (or remove the 'delivery' section)",
+                "",
+            )
+        return self
+
+
+# --- steps and sequences --------------------------------------------------------------------
+
+ANCHORS: tuple[str, ...] = ("completed", "delivered")
+AFTER_HINT = "write a delay like 30m, or anchor it: {delivered: 3d} or {completed: 1h}"
+
+
+class _Anchored:
+    """``after: {delivered: 3d}`` on its way from the step validator to the ``after`` field."""
+
+    __slots__ = ("anchor", "value")
+
+    def __init__(self, anchor: str, value: object) -> None:
+        self.anchor = anchor
+        self.value = value
+
+
+def _after(value: Any) -> timedelta:
+    if isinstance(value, _Anchored):
+        try:
+            return validate_duration(value.value)
+        except PydanticCustomError as error:
+            context = dict(error.context or {})
+            raise PydanticCustomError(
+                error.type, error.message_template, {**context, "at": (value.anchor,)}
+            ) from None
+    if isinstance(value, dict):
+        keys = [str(key) for key in value]
+        unknown = [key for key in keys if key not in ANCHORS]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0].lower(), ANCHORS, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else "use 'completed' or 'delivered'"
+            raise invalid(
+                "anchor",
+                "'{key}' is not something to wait for; {hint}",
+                unknown[0],
+                at=(unknown[0],),
+                key=unknown[0],
+                hint=hint,
+            )
+        if len(keys) != 1:
+            raise invalid("anchor", "choose one anchor; " + AFTER_HINT, value)
+    if isinstance(value, list):
+        raise invalid("duration", "{value} is not a delay; " + AFTER_HINT, value)
+    return validate_duration(value)
+
+
+After = Annotated[
+    timedelta,
+    PlainValidator(_after),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "examples": ["30m", "3d"]},
+                {
+                    "type": "object",
+                    "properties": {
+                        "completed": {"type": "string"},
+                        "delivered": {"type": "string"},
+                    },
+                    "minProperties": 1,
+                    "maxProperties": 1,
+                },
+            ]
+        }
+    ),
+]
+
+WINDOW_ALWAYS = "always"
+
+
 class StepConfig(_Model):
+    """One follow-up. ``after`` counts from ``anchor``: order completion or delivery.
+
+    Window: a step's own ``window`` replaces the config's ``send_window``; ``window: always``
+    (``window_always=True``) sends whenever due. Use :meth:`effective_window`.
+    """
+
     name: Slug
     kind: Literal["email"] = "email"
-    after: Duration = timedelta(0)
+    after: After = timedelta(0)
+    anchor: Literal["completed", "delivered"] = "completed"
     template: Slug
+    window: SendWindow | None = None
+    window_always: bool = False
+    cap: FrequencyCap | None = None
+    skip_if: Condition | None = None
+    only_if: Condition | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spellings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        after = data.get("after")
+        if isinstance(after, dict) and len(after) == 1:
+            anchor, delay = next(iter(after.items()))
+            if anchor in ANCHORS:
+                written = data.get("anchor")
+                if written is not None and written != anchor:
+                    raise invalid(
+                        "anchor_conflict",
+                        "'anchor: {written}' contradicts 'after: {{{anchor}: ...}}'; keep one",
+                        written,
+                        written=str(written),
+                        anchor=anchor,
+                    )
+                data["after"] = _Anchored(anchor, delay)
+                data["anchor"] = anchor
+        window = data.get("window")
+        if isinstance(window, str) and window.strip().lower() == WINDOW_ALWAYS:
+            data.pop("window")
+            data["window_always"] = True
+        return data
+
+    @model_validator(mode="after")
+    def _window_choice(self) -> Self:
+        if self.window_always and self.window is not None:
+            raise invalid(
+                "window_conflict", "a step cannot have both a window and 'window: always'", ""
+            )
+        return self
+
+    def effective_window(self, default: SendWindow | None) -> SendWindow | None:
+        """The window this step waits for: its own, none (``always``), or the default."""
+        if self.window_always:
+            return None
+        return self.window if self.window is not None else default
 
 
 class SequenceConfig(_Model):
     name: Slug
     trigger: Literal["order_completed"] = "order_completed"
+    conditions: Condition | None = None
+    once_per_customer: bool = False
     steps: Annotated[list[StepConfig], Field(min_length=1)]
 
     @field_validator("steps")
@@ -148,6 +316,8 @@ class Config(_Model):
     poll: PollConfig = PollConfig()
     dispatch: DispatchConfig = DispatchConfig()
     templates_dir: ConfigPath | None = None
+    delivery: DeliveryConfig | None = None
+    send_window: SendWindow | None = None
     sequences: Annotated[list[SequenceConfig], Field(min_length=1)]
 
     _source_path: Path | None = PrivateAttr(default=None)
@@ -157,6 +327,22 @@ class Config(_Model):
     def _unique_sequences(cls, sequences: list[SequenceConfig]) -> list[SequenceConfig]:
         _raise_on_duplicates([sequence.name for sequence in sequences], "sequence")
         return sequences
+
+    @model_validator(mode="after")
+    def _delivery_is_known(self) -> Self:
+        for seq_index, sequence in enumerate(self.sequences):
+            for step_index, step in enumerate(sequence.steps):
+                if step.anchor == "delivered" and self.delivery is None:
+                    raise invalid(
+                        "delivery_missing",
+                        "step '{step}' waits for delivery, but the config has no 'delivery' "
+                        "section saying how delivery is known; add one (see "
+                        "config.example.yaml), or count from completion: after: 3d",
+                        "",
+                        at=("sequences", seq_index, "steps", step_index, "after"),
+                        step=step.name,
+                    )
+        return self
 
     @model_validator(mode="after")
     def _remember_source(self, info: ValidationInfo) -> Self:
@@ -245,10 +431,6 @@ def duplicate_names(data: object) -> list[tuple[Loc, str]]:
                 )
             )
     return problems
-
-
-def _required(model: type[BaseModel], key: str) -> bool:
-    return model.model_fields[key].is_required()
 
 
 def _name_of(item: Any) -> object:

@@ -56,6 +56,21 @@ _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
 _VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 
 
+class WrittenFloat(float):
+    """A YAML float that remembers how it was written.
+
+    To a shop owner in Indonesia ``150.000`` is a hundred and fifty thousand; YAML reads 150.0.
+    Validators that care (amounts) look at ``written`` and refuse the ambiguity.
+    """
+
+    written: str
+
+    def __new__(cls, value: float, written: str) -> WrittenFloat:
+        made = super().__new__(cls, value)
+        made.written = written
+        return made
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     line: int  # 1-based
@@ -343,7 +358,10 @@ class _Builder:
     def _scalar(self, node: ScalarNode, loc: Loc) -> tuple[Any, tuple[str, ...]]:
         if node.tag != _STR_TAG:
             try:
-                return self._yaml.constructor.construct_object(node), ()
+                value = self._yaml.constructor.construct_object(node)
+                if isinstance(value, float):
+                    return WrittenFloat(value, str(node.value)), ()
+                return value, ()
             except YAMLError:
                 tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
                 self.problem(node, loc, f"unsupported YAML tag '{tag}'; remove it")

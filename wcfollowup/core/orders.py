@@ -40,6 +40,13 @@ class OrderSnapshot:
     modified_gmt: datetime
     completed_gmt: datetime | None
     email: str
+    country: str = ""
+    state: str = ""
+
+    @property
+    def customer_key(self) -> str:
+        """Who the customer is for caps and "once per customer": the lower-cased email."""
+        return self.email.strip().lower()
 
     @classmethod
     def from_wc(cls, data: dict[str, Any]) -> OrderSnapshot:
@@ -54,4 +61,6 @@ class OrderSnapshot:
             modified_gmt=modified,
             completed_gmt=parse_wc_gmt(data.get("date_completed_gmt")),
             email=str(billing.get("email") or "").strip(),
+            country=str(billing.get("country") or "").strip().upper(),
+            state=str(billing.get("state") or "").strip().upper(),
         )

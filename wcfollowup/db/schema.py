@@ -69,9 +69,14 @@ enrollments = Table(
     Column("order_number", String(64), nullable=False),
     Column("sequence", String(100), nullable=False),
     Column("email", String(320), nullable=False, default=""),
+    # Who the customer is for caps and "once per customer": lower-cased billing email.
+    Column("customer_key", String(320), nullable=False, default=""),
     Column("anchor_at", UTCDateTime, nullable=False),
+    # When the parcel arrived, once a delivery signal (or the fallback) says so.
+    Column("delivered_at", UTCDateTime),
     Column("enrolled_at", UTCDateTime, nullable=False),
     UniqueConstraint("store_id", "order_id", "sequence", name="uq_enrollment_once"),
+    Index("ix_enrollments_customer", "store_id", "sequence", "customer_key"),
 )
 
 steps = Table(
@@ -84,8 +89,12 @@ steps = Table(
     Column("sequence", String(100), nullable=False),
     Column("step", String(100), nullable=False),
     Column("kind", String(32), nullable=False),
-    Column("due_at", UTCDateTime, nullable=False),
-    # pending -> claimed -> sending -> sent | failed | skipped | cancelled | uncertain
+    # "completed" or "delivered": what the delay counts from.
+    Column("anchor", String(16), nullable=False, default="completed"),
+    Column("delay_seconds", Integer, nullable=False, default=0),
+    # NULL while a delivery-anchored step waits for the parcel to arrive.
+    Column("due_at", UTCDateTime),
+    # waiting -> pending -> claimed -> sending -> sent | failed | skipped | cancelled | uncertain
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -109,6 +118,17 @@ messages = Table(
     Column("status", String(16), nullable=False),
     Column("provider_message_id", String(200)),
     Column("reason", Text, nullable=False, default=""),
+    # Frequency caps count sent messages sharing this key (the step's template by default).
+    Column("cap_key", String(100)),
     Index("ix_messages_at", "at"),
     Index("ix_messages_order", "store_id", "order_id"),
+    Index("ix_messages_cap", "recipient", "cap_key", "status"),
+)
+
+unsubscribes = Table(
+    "unsubscribes",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("source", String(100), nullable=False, default=""),
 )

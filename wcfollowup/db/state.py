@@ -12,14 +12,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, event, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
 from wcfollowup.core.planning import Enrollment
-from wcfollowup.db.schema import enrollments, messages, metadata, steps, stores
+from wcfollowup.db.lock import DaemonLock
+from wcfollowup.db.migrate import upgrade
+from wcfollowup.db.schema import enrollments, messages, steps, stores, unsubscribes
 
 # Step states in which the step will still act on its own.
-OPEN_STATES = ("pending", "claimed")
+OPEN_STATES = ("waiting", "pending", "claimed")
 FINAL_STATES = ("sent", "failed", "skipped", "cancelled", "uncertain")
 
 
@@ -42,6 +54,17 @@ class ClaimedStep:
     kind: str
     due_at: datetime
     attempts: int
+    email: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStep:
+    """A step that counts from delivery and has not acted yet."""
+
+    id: int
+    sequence: str
+    step: str
+    delay_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +99,19 @@ def make_engine(url: str) -> Engine:
 
 
 class StateStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
+        self.dialect = self.engine.dialect.name
+        self._lock = DaemonLock(self.engine)
+        if migrate:
+            upgrade(self.engine)
+
+    def lock(self) -> None:
+        """Take the one-daemon-per-database lock; raises ``AlreadyRunning``."""
+        self._lock.acquire()
 
     def close(self) -> None:
+        self._lock.release()
         self.engine.dispose()
 
     @contextmanager
@@ -117,45 +148,140 @@ class StateStore:
 
     # -- enrolment ------------------------------------------------------------------------
 
-    def enroll(self, store_id: int, plan: Enrollment, now: datetime) -> bool:
-        """Store an enrolment and its steps; False if this order was enrolled before."""
-        order = plan.order
-        try:
-            with self._tx() as conn:
-                inserted = conn.execute(
-                    insert(enrollments).values(
-                        store_id=store_id,
-                        order_id=order.id,
-                        order_number=order.number,
-                        sequence=plan.sequence,
-                        email=order.email,
-                        anchor_at=plan.anchor_at,
-                        enrolled_at=now,
+    def enroll_many(
+        self, store_id: int, plans: Sequence[Enrollment], now: datetime
+    ) -> list[Enrollment]:
+        """Store new enrolments and their steps in one transaction; return those stored.
+
+        An order already enrolled in a sequence is left alone (once, ever); a sequence marked
+        ``once_per_customer`` is skipped for a customer it already has.
+        """
+        if not plans:
+            return []
+        with self._tx() as conn:
+            keys = {(p.order.id, p.sequence) for p in plans}
+            existing = {
+                (r[0], r[1])
+                for r in conn.execute(
+                    select(enrollments.c.order_id, enrollments.c.sequence).where(
+                        enrollments.c.store_id == store_id,
+                        tuple_(enrollments.c.order_id, enrollments.c.sequence).in_(list(keys)),
                     )
-                ).inserted_primary_key
-                assert inserted is not None
-                enrollment_id = inserted[0]
+                )
+            }
+            once = {(p.sequence, p.order.customer_key) for p in plans if p.once_per_customer}
+            customers_done: set[tuple[str, str]] = set()
+            if once:
+                customers_done = {
+                    (r[0], r[1])
+                    for r in conn.execute(
+                        select(enrollments.c.sequence, enrollments.c.customer_key).where(
+                            enrollments.c.store_id == store_id,
+                            tuple_(enrollments.c.sequence, enrollments.c.customer_key).in_(
+                                list(once)
+                            ),
+                        )
+                    )
+                }
+            fresh: list[Enrollment] = []
+            for plan in plans:
+                key = (plan.order.id, plan.sequence)
+                customer = (plan.sequence, plan.order.customer_key)
+                if key in existing:
+                    continue
+                if plan.once_per_customer and plan.order.customer_key:
+                    if customer in customers_done:
+                        continue
+                    customers_done.add(customer)
+                existing.add(key)
+                fresh.append(plan)
+            if not fresh:
+                return []
+            ids = (
                 conn.execute(
-                    insert(steps),
+                    insert(enrollments).returning(enrollments.c.id, sort_by_parameter_order=True),
                     [
                         {
-                            "enrollment_id": enrollment_id,
                             "store_id": store_id,
-                            "order_id": order.id,
-                            "sequence": plan.sequence,
-                            "step": planned.step,
-                            "kind": planned.kind,
-                            "due_at": planned.due_at,
-                            "state": "pending",
-                            "attempts": 0,
-                            "updated_at": now,
+                            "order_id": p.order.id,
+                            "order_number": p.order.number,
+                            "sequence": p.sequence,
+                            "email": p.order.email,
+                            "customer_key": p.order.customer_key,
+                            "anchor_at": p.anchor_at,
+                            "delivered_at": p.delivered_at,
+                            "enrolled_at": now,
                         }
-                        for planned in plan.steps
+                        for p in fresh
                     ],
                 )
-        except IntegrityError:
-            return False
-        return True
+                .scalars()
+                .all()
+            )
+            conn.execute(
+                insert(steps),
+                [
+                    {
+                        "enrollment_id": enrollment_id,
+                        "store_id": store_id,
+                        "order_id": plan.order.id,
+                        "sequence": plan.sequence,
+                        "step": planned.step,
+                        "kind": planned.kind,
+                        "anchor": planned.anchor,
+                        "delay_seconds": int(planned.delay.total_seconds()),
+                        "due_at": planned.due_at,
+                        "state": planned.state,
+                        "attempts": 0,
+                        "updated_at": now,
+                    }
+                    for enrollment_id, plan in zip(ids, fresh, strict=True)
+                    for planned in plan.steps
+                ],
+            )
+        return fresh
+
+    def delivery_steps(self, store_id: int, order_id: int) -> list[DeliveryStep]:
+        """Delivery-anchored steps of an order that may still be re-anchored."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(steps.c.id, steps.c.sequence, steps.c.step, steps.c.delay_seconds).where(
+                    steps.c.store_id == store_id,
+                    steps.c.order_id == order_id,
+                    steps.c.anchor == "delivered",
+                    steps.c.state.in_(("waiting", "pending")),
+                )
+            ).all()
+        return [DeliveryStep(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def record_delivery(
+        self,
+        store_id: int,
+        order_id: int,
+        delivered_at: datetime,
+        due: dict[int, datetime],
+        now: datetime,
+    ) -> int:
+        """Note the delivery once and move the given delivery-anchored steps to their new times."""
+        with self._tx() as conn:
+            changed = conn.execute(
+                update(enrollments)
+                .where(
+                    enrollments.c.store_id == store_id,
+                    enrollments.c.order_id == order_id,
+                    enrollments.c.delivered_at.is_(None),
+                )
+                .values(delivered_at=delivered_at)
+            ).rowcount
+            if not changed:
+                return 0
+            for step_id, due_at in due.items():
+                conn.execute(
+                    update(steps)
+                    .where(steps.c.id == step_id, steps.c.state.in_(("waiting", "pending")))
+                    .values(due_at=due_at, state="pending", updated_at=now)
+                )
+        return len(due)
 
     def enrolled_sequences(self, store_id: int, order_id: int) -> set[str]:
         with self._tx() as conn:
@@ -183,6 +309,56 @@ class StateStore:
                 )
             return len(rows)
 
+    # -- unsubscribes ---------------------------------------------------------------------
+
+    def unsubscribe(self, email: str, source: str, now: datetime) -> int:
+        """Record an unsubscribe and cancel everything still waiting for that address."""
+        address = email.strip().lower()
+        with self._tx() as conn:
+            known = conn.execute(
+                select(unsubscribes.c.email).where(unsubscribes.c.email == address)
+            ).first()
+            if known is None:
+                conn.execute(insert(unsubscribes).values(email=address, at=now, source=source))
+            rows = self._step_rows(
+                conn,
+                and_(enrollments.c.customer_key == address, steps.c.state.in_(OPEN_STATES)),
+            )
+            for row in rows:
+                self._finish(
+                    conn,
+                    row,
+                    "cancelled",
+                    now,
+                    recipient=None,
+                    message_id=None,
+                    reason="the recipient unsubscribed",
+                )
+            return len(rows)
+
+    def is_unsubscribed(self, email: str) -> bool:
+        with self._tx() as conn:
+            row = conn.execute(
+                select(unsubscribes.c.email).where(unsubscribes.c.email == email.strip().lower())
+            ).first()
+        return row is not None
+
+    def sent_count(self, recipient: str, cap_key: str, since: datetime | None) -> int:
+        """Messages sent to this address under this cap key (since a time, or ever)."""
+        query = (
+            select(func.count())
+            .select_from(messages)
+            .where(
+                func.lower(messages.c.recipient) == recipient.strip().lower(),
+                messages.c.cap_key == cap_key,
+                messages.c.status == "sent",
+            )
+        )
+        if since is not None:
+            query = query.where(messages.c.at >= since)
+        with self._tx() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     # -- dispatch -------------------------------------------------------------------------
 
     def claim_due(self, now: datetime, limit: int) -> list[ClaimedStep]:
@@ -192,6 +368,7 @@ class StateStore:
                 conn,
                 and_(steps.c.state == "pending", steps.c.due_at <= now),
                 limit=limit,
+                skip_locked=self.dialect == "postgresql",
             )
             if rows:
                 conn.execute(
@@ -210,9 +387,18 @@ class StateStore:
                 r.kind,
                 r.due_at,
                 r.attempts + 1,
+                r.email,
             )
             for r in rows
         ]
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending step falls due (None when nothing is scheduled)."""
+        with self._tx() as conn:
+            value = conn.execute(
+                select(func.min(steps.c.due_at)).where(steps.c.state == "pending")
+            ).scalar()
+        return value if isinstance(value, datetime) else None
 
     def mark_sending(self, step_id: int, now: datetime) -> None:
         """The last write before the provider call: from here a crash means ``uncertain``."""
@@ -238,6 +424,7 @@ class StateStore:
         recipient: str | None,
         message_id: str | None = None,
         reason: str = "",
+        cap_key: str | None = None,
     ) -> None:
         """Record a step's outcome and its log line in one transaction."""
         with self._tx() as conn:
@@ -250,6 +437,7 @@ class StateStore:
                 recipient=recipient,
                 message_id=message_id,
                 reason=reason,
+                cap_key=cap_key,
             )
 
     def recover_interrupted(self, now: datetime) -> tuple[int, int]:
@@ -323,7 +511,9 @@ class StateStore:
     # -- internals ------------------------------------------------------------------------
 
     @staticmethod
-    def _step_rows(conn: Connection, where: Any, limit: int | None = None) -> Sequence[Any]:
+    def _step_rows(
+        conn: Connection, where: Any, limit: int | None = None, skip_locked: bool = False
+    ) -> Sequence[Any]:
         query = (
             select(
                 steps.c.id,
@@ -343,6 +533,8 @@ class StateStore:
         )
         if limit is not None:
             query = query.limit(limit)
+        if skip_locked:
+            query = query.with_for_update(of=steps, skip_locked=True)
         return conn.execute(query).all()
 
     @staticmethod
@@ -355,6 +547,7 @@ class StateStore:
         recipient: str | None,
         message_id: str | None,
         reason: str,
+        cap_key: str | None = None,
     ) -> None:
         conn.execute(update(steps).where(steps.c.id == row.id).values(state=status, updated_at=now))
         conn.execute(
@@ -370,5 +563,6 @@ class StateStore:
                 status=status,
                 provider_message_id=message_id,
                 reason=reason,
+                cap_key=cap_key,
             )
         )

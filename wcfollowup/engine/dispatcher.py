@@ -18,10 +18,15 @@ from jinja2 import TemplateError
 
 from wcfollowup.clock import Clock
 from wcfollowup.config import Config, StepConfig
+from wcfollowup.core.conditions import evaluate, explain
 from wcfollowup.core.context import email_context
+from wcfollowup.core.delivery import delivery_statuses
 from wcfollowup.core.emails import normalize_email
-from wcfollowup.core.orders import EXIT_STATUSES
+from wcfollowup.core.orders import EXIT_STATUSES, OrderSnapshot
+from wcfollowup.core.planning import Timing, find_step, window_timezone
+from wcfollowup.core.windows import next_opening
 from wcfollowup.db.state import ClaimedStep, StateStore
+from wcfollowup.engine.facts import FactsSource
 from wcfollowup.mail.errors import MailAuthError, MailRejected, MailUnavailable, MailUncertain
 from wcfollowup.mail.message import OutgoingEmail
 from wcfollowup.mail.sendgrid_mailer import SendGridMailer
@@ -66,6 +71,8 @@ class Dispatcher:
         self.clock = clock
         self.paused_until: datetime | None = None
         self.paused_reason = ""
+        self.facts = FactsSource(gateway)
+        self.completed_statuses = frozenset({"completed", *delivery_statuses(config.delivery)})
 
     def dispatch(self) -> DispatchResult:
         result = DispatchResult()
@@ -120,7 +127,7 @@ class Dispatcher:
         status = str(order.get("status", ""))
         if status in EXIT_STATUSES:
             return self._finish(step, "cancelled", None, reason=f"order is {status}", bound=bound)
-        if status != "completed":
+        if status not in self.completed_statuses:
             return self._finish(
                 step,
                 "skipped",
@@ -140,6 +147,23 @@ class Dispatcher:
                 reason=f"order has no valid billing email ({shown})",
                 bound=bound,
             )
+
+        if self.state.is_unsubscribed(recipient):
+            return self._finish(
+                step, "cancelled", recipient, reason="the recipient unsubscribed", bound=bound
+            )
+        opening = self._window_opening(step_config, order, now)
+        if opening > now:
+            self.state.release(step.id, now, due_at=opening)
+            bound.info("step held for its send window", opens=opening.isoformat())
+            return "held"
+        guard = self._guard(step_config, order)
+        if guard is not None:
+            return self._finish(step, "skipped", recipient, reason=guard, bound=bound)
+        cap_key = self._cap_key(step_config)
+        capped = self._capped(step_config, recipient, cap_key, now)
+        if capped is not None:
+            return self._finish(step, "skipped", recipient, reason=capped, bound=bound)
 
         store = self.config.store
         try:
@@ -186,17 +210,51 @@ class Dispatcher:
             return self._finish(step, "failed", recipient, reason=str(exc), bound=bound)
         except MailUncertain as exc:
             return self._finish(step, "uncertain", recipient, reason=str(exc), bound=bound)
-        return self._finish(step, "sent", recipient, message_id=message_id, bound=bound)
+        return self._finish(
+            step, "sent", recipient, message_id=message_id, bound=bound, cap_key=cap_key
+        )
 
     # -- helpers --------------------------------------------------------------------------
 
     def _step_config(self, step: ClaimedStep) -> StepConfig | None:
-        for sequence in self.config.sequences:
-            if sequence.name == step.sequence:
-                for candidate in sequence.steps:
-                    if candidate.name == step.step:
-                        return candidate
+        return find_step(self.config.sequences, step.sequence, step.step)
+
+    def _window_opening(self, step: StepConfig, order: dict[str, Any], now: datetime) -> datetime:
+        """A retried or late step still respects its window: no emails at 3 a.m."""
+        window = step.effective_window(self.config.send_window)
+        if window is None:
+            return now
+        snapshot = OrderSnapshot.from_wc(order)
+        timing = Timing(store_tz=self.config.store.tz, default_window=self.config.send_window)
+        return next_opening(now, window, window_timezone(window, snapshot, timing))
+
+    def _guard(self, step: StepConfig, order: dict[str, Any]) -> str | None:
+        """``only_if`` / ``skip_if`` against the order as it is now; a reason if it blocks."""
+        if step.only_if is None and step.skip_if is None:
+            return None
+        facts = self.facts.facts(order, [step.only_if, step.skip_if])
+        if step.only_if is not None and not evaluate(step.only_if, facts):
+            return f"only_if not met: {explain(step.only_if, facts)}"
+        if step.skip_if is not None and evaluate(step.skip_if, facts):
+            return "skip_if met"
         return None
+
+    @staticmethod
+    def _cap_key(step: StepConfig) -> str:
+        if step.cap is not None and step.cap.key:
+            return step.cap.key
+        return step.template
+
+    def _capped(self, step: StepConfig, recipient: str, cap_key: str, now: datetime) -> str | None:
+        cap = step.cap
+        if cap is None:
+            return None
+        since = now - cap.per if cap.per is not None else None
+        sent = self.state.sent_count(recipient, cap_key, since)
+        if sent < cap.max:
+            return None
+        period = f"in the last {cap.per}" if cap.per is not None else "ever"
+        return f"frequency cap: {sent} '{cap_key}' message(s) already sent to this address {period}"
 
     def _finish(
         self,
@@ -207,6 +265,7 @@ class Dispatcher:
         bound: Any,
         reason: str = "",
         message_id: str | None = None,
+        cap_key: str | None = None,
     ) -> str:
         self.state.finish(
             step,
@@ -215,6 +274,7 @@ class Dispatcher:
             recipient=recipient,
             message_id=message_id,
             reason=reason,
+            cap_key=cap_key,
         )
         bound.info(
             "step " + status, status=status, reason=reason or None, provider_message_id=message_id

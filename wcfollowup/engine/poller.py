@@ -1,11 +1,13 @@
-"""Find orders that changed since the durable cursor and enrol or cancel accordingly.
+"""Find orders that changed since the durable cursor and enrol, re-anchor or cancel accordingly.
 
-Paging is by keyset on ``date_modified_gmt`` (``orderby=modified&order=asc``): each request asks
-for orders modified after the last timestamp seen minus one second. Unlike page numbers, this
-cannot skip an order when another order is modified mid-scan (the modified one moves to the end
-and shows up later). Only when a whole page shares one second does it fall back to page numbers.
-Each poll starts ``overlap`` before the cursor so that orders committed late by the store are
-still seen; everything done for an order is idempotent, so seeing it twice is harmless.
+Paging is by keyset on ``date_modified_gmt`` (``orderby=modified&order=asc``): each request
+asks for orders modified after the last page's final second minus one, excluding the orders
+already seen in that second. Unlike page numbers this cannot skip an order when another order
+is modified mid-scan (the modified one moves to the end and shows up later), and it repeats
+nothing, so N changed orders cost ceil(N/100) requests plus the last short page. When more
+orders share one second than an ``exclude`` list should carry, it falls back to page numbers
+inside that second. Each poll starts ``overlap`` before the cursor so that orders committed late
+by the store are still seen; everything done for an order is idempotent.
 """
 
 from __future__ import annotations
@@ -13,21 +15,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
 from wcfollowup.clock import Clock
-from wcfollowup.config import SequenceConfig
+from wcfollowup.config import Config, SequenceConfig
+from wcfollowup.core.conditions import evaluate, required_fields
+from wcfollowup.core.delivery import delivered_at, delivery_fields, delivery_statuses
 from wcfollowup.core.orders import EXIT_STATUSES, OrderSnapshot, format_wc_gmt, parse_wc_gmt
-from wcfollowup.core.planning import plans_for
+from wcfollowup.core.planning import (
+    Enrollment,
+    Timing,
+    due_time,
+    find_step,
+    is_new_completion,
+    plan,
+)
 from wcfollowup.db.state import StateStore, StoreState
+from wcfollowup.engine.facts import FactsSource
 from wcfollowup.woo.gateway import WooGateway
 
-# Statuses the poll asks for: completions enrol, the others cancel what is pending.
-POLL_STATUSES = ",".join(["completed", *sorted(EXIT_STATUSES - {"trash"})])
 # Just what enrolment needs; dispatch re-reads the full order before acting.
-POLL_FIELDS = "id,number,status,date_modified_gmt,date_completed_gmt,billing.email"
+BASE_FIELDS = frozenset(
+    {
+        "id",
+        "number",
+        "status",
+        "date_modified_gmt",
+        "date_completed_gmt",
+        "date_created_gmt",
+        "customer_id",
+        "billing.email",
+        "billing.country",
+        "billing.state",
+    }
+)
 ONE_SECOND = timedelta(seconds=1)
+MAX_EXCLUDE = 300
 
 log = structlog.get_logger("wcfollowup.poll")
 
@@ -39,6 +64,22 @@ class PollResult:
     enrolled: int
     cancelled: int
     cursor: datetime
+    delivered: int = 0
+
+
+def poll_fields(config: Config) -> str:
+    fields = set(BASE_FIELDS) | delivery_fields(config.delivery)
+    for sequence in config.sequences:
+        if sequence.conditions is not None:
+            fields |= required_fields(sequence.conditions)
+    # A nested name is redundant next to its parent, which brings the whole object anyway.
+    whole = {f for f in fields if "." not in f}
+    return ",".join(sorted(f for f in fields if "." not in f or f.split(".")[0] not in whole))
+
+
+def poll_statuses(config: Config) -> str:
+    wanted = {"completed", *EXIT_STATUSES, *delivery_statuses(config.delivery)} - {"trash"}
+    return ",".join(sorted(wanted))
 
 
 class Poller:
@@ -46,73 +87,192 @@ class Poller:
         self,
         gateway: WooGateway,
         state: StateStore,
-        sequences: Sequence[SequenceConfig],
+        config: Config,
         clock: Clock,
-        *,
-        overlap: timedelta,
-        page_size: int = 100,
     ) -> None:
         self.gateway = gateway
         self.state = state
-        self.sequences = list(sequences)
+        self.config = config
+        self.sequences: list[SequenceConfig] = list(config.sequences)
         self.clock = clock
-        self.overlap = overlap
-        self.page_size = page_size
+        self.overlap = config.poll.overlap
+        self.page_size = config.poll.page_size
+        self.fields = poll_fields(config)
+        self.statuses = poll_statuses(config)
+        self.completed_statuses = frozenset({"completed", *delivery_statuses(config.delivery)})
+        self.timing = Timing(
+            store_tz=config.store.tz,
+            default_window=config.send_window,
+            delivery=config.delivery,
+        )
+        self.facts = FactsSource(gateway)
         self._probed = False
         # (order id, date_modified_gmt) handled recently: spares the database the overlap.
         self._recent: dict[tuple[int, datetime], datetime] = {}
+
+    def ensure_store(self) -> StoreState:
+        return self._store()[0]
 
     def poll(self) -> PollResult:
         store, requests = self._store()
         after = store.cursor_gmt - self.overlap
         cursor = store.cursor_gmt
+        exclude: list[int] = []
         page = 1
-        seen = enrolled = cancelled = 0
+        totals = {"seen": 0, "enrolled": 0, "cancelled": 0, "delivered": 0}
         while True:
-            result = self.gateway.list_orders(
-                {
-                    "status": POLL_STATUSES,
-                    "modified_after": format_wc_gmt(after),
-                    "dates_are_gmt": "true",
-                    "orderby": "modified",
-                    "order": "asc",
-                    "per_page": self.page_size,
-                    "page": page,
-                    "_fields": POLL_FIELDS,
-                }
-            )
+            params: dict[str, Any] = {
+                "status": self.statuses,
+                "modified_after": format_wc_gmt(after),
+                "dates_are_gmt": "true",
+                "orderby": "modified",
+                "order": "asc",
+                "per_page": self.page_size,
+                "page": page,
+                "_fields": self.fields,
+            }
+            if exclude:
+                params["exclude"] = ",".join(str(i) for i in exclude)
+            result = self.gateway.list_orders(params)
             requests += 1
-            for item in result.items:
-                outcome = self._handle(store, item)
-                if outcome is None:
-                    continue
-                seen += 1
-                enrolled += outcome[0]
-                cancelled += outcome[1]
-            if len(result.items) < self.page_size or not result.items:
+            self._handle_page(store, result.items, totals)
+            if len(result.items) < self.page_size:
                 break
             last = parse_wc_gmt(result.items[-1].get("date_modified_gmt"))
-            if last is not None and last - ONE_SECOND > after:
-                after, page = last - ONE_SECOND, 1
-                # Everything up to the second before `last` is done: a crash resumes here.
+            if last is None:
+                page += 1
+                continue
+            same_second = [
+                int(item["id"])
+                for item in result.items
+                if parse_wc_gmt(item.get("date_modified_gmt")) == last
+            ]
+            if last - ONE_SECOND > after:
+                after, exclude, page = last - ONE_SECOND, same_second, 1
+                # Everything before `last` is done: a crash resumes from here.
                 cursor = max(cursor, after)
                 self.state.advance_cursor(store.id, cursor, self.clock.now())
+                self._forget_before(after - self.overlap - ONE_SECOND)
+            elif page == 1 and len(exclude) + len(same_second) <= MAX_EXCLUDE:
+                exclude = sorted({*exclude, *same_second})
             else:
                 page += 1
-        cursor = max([cursor, *(ts for ts in self._recent.values())])
+        newest = max(self._recent.values(), default=cursor)
+        cursor = max(cursor, newest)
         self.state.advance_cursor(store.id, cursor, self.clock.now())
         self._forget_before(cursor - self.overlap - ONE_SECOND)
-        return PollResult(requests, seen, enrolled, cancelled, cursor)
+        return PollResult(
+            requests,
+            totals["seen"],
+            totals["enrolled"],
+            totals["cancelled"],
+            cursor,
+            totals["delivered"],
+        )
 
-    def ensure_store(self) -> StoreState:
-        return self._store()[0]
+    # -- one page -------------------------------------------------------------------------
+
+    def _handle_page(
+        self, store: StoreState, items: Sequence[dict[str, Any]], totals: dict[str, int]
+    ) -> None:
+        now = self.clock.now()
+        plans: list[Enrollment] = []
+        for item in items:
+            try:
+                order = OrderSnapshot.from_wc(item)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning(
+                    "order skipped: unreadable data from the store",
+                    order_id=item.get("id"),
+                    error=str(exc),
+                )
+                continue
+            key = (order.id, order.modified_gmt)
+            if key in self._recent:
+                continue
+            totals["seen"] += 1
+            if order.status in self.completed_statuses:
+                delivered = self._delivered_at(item)
+                plans.extend(self._plans(store, order, item, delivered))
+                if delivered is not None:
+                    totals["delivered"] += self._reanchor(store, order, delivered, now)
+            elif order.status in EXIT_STATUSES:
+                cancelled = self.state.cancel_open_steps(
+                    store.id, order.id, f"order is {order.status}", now
+                )
+                totals["cancelled"] += cancelled
+                if cancelled:
+                    log.info(
+                        "pending follow-ups cancelled",
+                        order_id=order.id,
+                        status=order.status,
+                        steps=cancelled,
+                    )
+            self._recent[key] = order.modified_gmt
+        for enrollment in self.state.enroll_many(store.id, plans, now):
+            totals["enrolled"] += 1
+            log.info(
+                "order enrolled",
+                order_id=enrollment.order.id,
+                sequence=enrollment.sequence,
+                steps=[s.step for s in enrollment.steps],
+            )
+
+    def _plans(
+        self,
+        store: StoreState,
+        order: OrderSnapshot,
+        item: dict[str, Any],
+        delivered: datetime | None,
+    ) -> list[Enrollment]:
+        if not is_new_completion(order, store.baseline_gmt, self.completed_statuses):
+            return []
+        chosen = []
+        for sequence in self.sequences:
+            if sequence.trigger != "order_completed":
+                continue
+            if sequence.conditions is not None:
+                facts = self.facts.facts(item, [sequence.conditions])
+                if not evaluate(sequence.conditions, facts):
+                    continue
+            chosen.append(plan(order, sequence, self.timing, delivered))
+        return chosen
+
+    def _delivered_at(self, item: dict[str, Any]) -> datetime | None:
+        if self.config.delivery is None:
+            return None
+        return delivered_at(item, self.config.delivery, self.config.store.tz)
+
+    def _reanchor(
+        self, store: StoreState, order: OrderSnapshot, delivered: datetime, now: datetime
+    ) -> int:
+        """Delivery became known: steps counting from it get their real due times."""
+        pending = self.state.delivery_steps(store.id, order.id)
+        if not pending:
+            return 0
+        due: dict[int, datetime] = {}
+        for step in pending:
+            step_config = find_step(self.sequences, step.sequence, step.step)
+            if step_config is not None:
+                due[step.id] = due_time(step_config, delivered, order, self.timing)
+        moved = self.state.record_delivery(store.id, order.id, delivered, due, now)
+        if moved:
+            log.info(
+                "delivery detected; steps re-anchored",
+                order_id=order.id,
+                delivered_at=delivered.isoformat(),
+                steps=moved,
+            )
+        return 1 if moved else 0
+
+    # -- the store ------------------------------------------------------------------------
 
     def _store(self) -> tuple[StoreState, int]:
         """The store's durable state; on first sight, history before now is left alone."""
         state = self.state.store_state(self.gateway.url)
         requests = 0
         if state is None or not self._probed:
-            server_now = self.gateway.probe(self.clock.now())
+            server_now = self.gateway.probe(self.clock.now(), self.statuses)
             requests += 1
             self._probed = True
             if state is None:
@@ -124,45 +284,6 @@ class Poller:
                     baseline=baseline.isoformat(),
                 )
         return state, requests
-
-    def _handle(self, store: StoreState, item: dict[str, object]) -> tuple[int, int] | None:
-        try:
-            order = OrderSnapshot.from_wc(item)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning(
-                "order skipped: unreadable data from the store",
-                order_id=item.get("id"),
-                error=str(exc),
-            )
-            return None
-        key = (order.id, order.modified_gmt)
-        if key in self._recent:
-            return None
-        now = self.clock.now()
-        enrolled = cancelled = 0
-        if order.status == "completed":
-            for plan in plans_for(order, self.sequences, store.baseline_gmt):
-                if self.state.enroll(store.id, plan, now):
-                    enrolled += 1
-                    log.info(
-                        "order enrolled",
-                        order_id=order.id,
-                        sequence=plan.sequence,
-                        steps=[s.step for s in plan.steps],
-                    )
-        elif order.status in EXIT_STATUSES:
-            cancelled = self.state.cancel_open_steps(
-                store.id, order.id, f"order is {order.status}", now
-            )
-            if cancelled:
-                log.info(
-                    "pending follow-ups cancelled",
-                    order_id=order.id,
-                    status=order.status,
-                    steps=cancelled,
-                )
-        self._recent[key] = order.modified_gmt
-        return enrolled, cancelled
 
     def _forget_before(self, limit: datetime) -> None:
         self._recent = {k: ts for k, ts in self._recent.items() if ts >= limit}

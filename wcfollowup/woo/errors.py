@@ -29,3 +29,11 @@ class OrderNotFound(StoreError):
 
 class StoreTooOld(StoreError):
     """The store ignores ``modified_after`` (WooCommerce < 5.8): polling would silently miss."""
+
+
+class StoreIncompatible(StoreError):
+    """The store cannot be polled as configured (too old, or a configured status it lacks)."""
+
+
+class StoreStatusUnknown(StoreIncompatible):
+    """The config names an order status (e.g. ``delivery.status``) the store does not have."""

@@ -32,6 +32,7 @@ from wcfollowup.woo.errors import (
     StoreAuthError,
     StoreError,
     StoreRequestError,
+    StoreStatusUnknown,
     StoreTooOld,
     StoreUnavailable,
 )
@@ -128,20 +129,95 @@ class WooGateway:
             raise StoreUnavailable(f"order {order_id} was not a JSON object")
         return body
 
-    def probe(self, now: datetime) -> datetime | None:
-        """Prove the store honours ``modified_after``; return the store's clock if it says.
+    def count_prior_orders(self, order: dict[str, Any]) -> int:
+        """How many orders this customer placed before this one (for "first or repeat").
 
-        One cheap request for orders modified after tomorrow: a store that honours the filter
-        returns none, one older than WooCommerce 5.8 silently ignores it and returns some.
+        WooCommerce v3 customers carry no order count, and guests have no customer record, so
+        registered customers are counted by ``customer`` id (one request, ``X-WP-Total``) and
+        guests by searching their billing email and keeping exact matches.
         """
+        created = str(order.get("date_created_gmt") or "")
+        statuses = "completed,processing,on-hold,refunded"
+        customer_id = int(order.get("customer_id") or 0)
+        if customer_id > 0:
+            page = self.list_orders(
+                {
+                    "customer": customer_id,
+                    "before": created,
+                    "dates_are_gmt": "true",
+                    "status": statuses,
+                    "per_page": 1,
+                    "_fields": "id",
+                }
+            )
+            return page.total
+        email = str((order.get("billing") or {}).get("email") or "").strip().lower()
+        if not email:
+            return 0
         page = self.list_orders(
             {
-                "modified_after": format_wc_gmt(now + timedelta(days=1)),
+                "search": email,
+                "before": created,
                 "dates_are_gmt": "true",
-                "per_page": 1,
-                "_fields": "id",
+                "status": statuses,
+                "per_page": 100,
+                "_fields": "id,billing.email",
             }
         )
+        return sum(
+            1
+            for item in page.items
+            if str((item.get("billing") or {}).get("email") or "").strip().lower() == email
+            and item.get("id") != order.get("id")
+        )
+
+    def product_categories(self, product_ids: list[int]) -> dict[int, frozenset[str]]:
+        """Category slugs and ids of products, for category conditions (line items lack them)."""
+        found: dict[int, frozenset[str]] = {}
+        for start in range(0, len(product_ids), 100):
+            chunk = product_ids[start : start + 100]
+            _response, items = self._get(
+                "products",
+                {
+                    "include": ",".join(str(i) for i in chunk),
+                    "per_page": 100,
+                    "_fields": "id,categories",
+                },
+            )
+            for item in items if isinstance(items, list) else []:
+                names: set[str] = set()
+                for category in item.get("categories") or []:
+                    names.add(str(category.get("slug", "")))
+                    names.add(str(category.get("id", "")))
+                found[int(item["id"])] = frozenset(n for n in names if n)
+        return found
+
+    def probe(self, now: datetime, statuses: str = "completed") -> datetime | None:
+        """Prove the store honours ``modified_after`` and knows our statuses; return its clock.
+
+        One cheap request for orders modified after tomorrow: a store that honours the filter
+        returns none, one older than WooCommerce 5.8 silently ignores it and returns some. The
+        statuses the poll will ask for go along, so a status no plugin registered (a
+        misspelt ``delivery.status``) is caught here, once, with a clear message.
+        """
+        try:
+            page = self.list_orders(
+                {
+                    "status": statuses,
+                    "modified_after": format_wc_gmt(now + timedelta(days=1)),
+                    "dates_are_gmt": "true",
+                    "per_page": 1,
+                    "_fields": "id",
+                }
+            )
+        except StoreRequestError as exc:
+            if "status" not in str(exc):
+                raise
+            raise StoreStatusUnknown(
+                f"{self.url} does not know one of the order statuses {statuses!r} ({exc}). "
+                "If delivery.status names a custom status, check the plugin that registers it "
+                "is active, and the spelling."
+            ) from None
         if page.items:
             raise StoreTooOld(
                 f"{self.url} ignores the modified_after filter (WooCommerce older than 5.8): "
