@@ -53,6 +53,7 @@ BASE_FIELDS = frozenset(
 )
 ONE_SECOND = timedelta(seconds=1)
 MAX_EXCLUDE = 300
+LOG_EACH_UP_TO = 10
 
 log = structlog.get_logger("wcfollowup.poll")
 
@@ -209,13 +210,22 @@ class Poller:
                         steps=cancelled,
                     )
             self._recent[key] = order.modified_gmt
-        for enrollment in self.state.enroll_many(store.id, plans, now):
-            totals["enrolled"] += 1
+        stored = self.state.enroll_many(store.id, plans, now)
+        totals["enrolled"] += len(stored)
+        if len(stored) <= LOG_EACH_UP_TO:
+            for enrollment in stored:
+                log.info(
+                    "order enrolled",
+                    order_id=enrollment.order.id,
+                    sequence=enrollment.sequence,
+                    steps=[s.step for s in enrollment.steps],
+                )
+        else:  # a backlog page: one line, not a hundred
             log.info(
-                "order enrolled",
-                order_id=enrollment.order.id,
-                sequence=enrollment.sequence,
-                steps=[s.step for s in enrollment.steps],
+                "orders enrolled",
+                count=len(stored),
+                first_order_id=stored[0].order.id,
+                last_order_id=stored[-1].order.id,
             )
 
     def _plans(

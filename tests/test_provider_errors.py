@@ -1,0 +1,118 @@
+"""How the daemon treats what the providers answer: retry, fail with the reason, or pause.
+
+Faults are injected at the sandbox servers' fault seam, so the real clients see real HTTP
+status codes and bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from starlette.responses import Response
+
+from wcfollowup.clock import FakeClock
+from wcfollowup.daemon import Daemon
+from wcfollowup.sandbox import Sandbox
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def sendgrid_error(status: int, message: str, field: str | None = None) -> Response:
+    body = {"errors": [{"message": message, "field": field, "help": None}]}
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+class FailFirst:
+    """Answer the first ``times`` mail requests with ``response``; then let them through."""
+
+    def __init__(self, response: Response, times: int) -> None:
+        self.response = response
+        self.left = times
+        self.calls = 0
+
+    def __call__(self, scope: dict[str, Any]) -> Any:
+        if scope.get("path") != "/v3/mail/send":
+            return None
+        self.calls += 1
+        if self.left > 0:
+            self.left -= 1
+            return self.response
+        return None
+
+
+def one_due_thank_you(sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon) -> Daemon:
+    daemon = make_daemon(after="0s")
+    daemon.run_once()
+    order_id = sandbox.store.orders_ids(status="processing")[0]
+    clock.advance(timedelta(minutes=1))
+    sandbox.store.complete(order_id)
+    clock.advance(timedelta(seconds=2))
+    daemon.poll_once()
+    return daemon
+
+
+def test_a_503_is_retried_and_the_email_goes_out_once(
+    sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
+) -> None:
+    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    fault = FailFirst(sendgrid_error(503, "service unavailable"), times=2)
+    sandbox.mail_faults.hook = fault
+    daemon.dispatch_once()
+    assert fault.calls == 3
+    assert len(sandbox.sink.messages) == 1
+    assert [m.status for m in daemon.state.messages()] == ["sent"]
+
+
+def test_a_400_fails_the_step_with_sendgrids_reason(
+    sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
+) -> None:
+    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    reason = "Does not contain a valid address."
+    sandbox.mail_faults.hook = FailFirst(
+        sendgrid_error(400, reason, "personalizations.0.to.0.email"), times=1
+    )
+    daemon.dispatch_once()
+    [entry] = daemon.state.messages()
+    assert entry.status == "failed"
+    assert reason in entry.reason and "HTTP 400" in entry.reason
+    clock.advance(timedelta(days=1))
+    daemon.dispatch_once()
+    assert sandbox.sink.messages == []  # a permanent failure is not retried
+
+
+def test_a_refused_sendgrid_key_pauses_without_failing_the_queue(
+    sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
+) -> None:
+    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    sandbox.mail_faults.hook = FailFirst(
+        sendgrid_error(401, "The provided authorization grant is invalid, expired, or revoked"),
+        times=1,
+    )
+    daemon.dispatch_once()
+    assert daemon.state.messages() == []  # nothing failed: the step waits
+    assert daemon.dispatcher.paused_until is not None
+    assert "SendGrid refused the API key" in daemon.dispatcher.paused_reason
+    daemon.dispatch_once()  # still paused
+    assert sandbox.sink.messages == []
+    clock.advance(timedelta(minutes=10))  # the owner fixed the key; the pause ran out
+    daemon.dispatch_once()
+    assert [m.status for m in daemon.state.messages()] == ["sent"]
+    assert len(sandbox.sink.messages) == 1
+
+
+def test_a_store_that_keeps_failing_postpones_instead_of_losing_the_step(
+    sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
+) -> None:
+    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    broken = Response("<html>502 Bad Gateway</html>", status_code=502, media_type="text/html")
+    sandbox.store_faults.hook = lambda scope: broken
+    daemon.dispatch_once()
+    assert daemon.state.messages() == []
+    assert daemon.state.step_states() == {"pending": 1}
+    sandbox.store_faults.hook = None
+    clock.advance(timedelta(minutes=6))
+    daemon.dispatch_once()
+    assert [m.status for m in daemon.state.messages()] == ["sent"]
