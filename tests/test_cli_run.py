@@ -96,3 +96,36 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("check", "run", "log", "sandbox", "demo"):
         assert command in result.stdout
+
+
+def test_a_second_daemon_on_the_same_database_exits_4(
+    tmp_path: Path, live_sandbox: Sandbox
+) -> None:
+    from wcfollowup.db.state import StateStore
+
+    config = write(tmp_path, live_sandbox)
+    running = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    running.lock()
+    try:
+        result = cli("run", "--once", "--config", str(config), env=sandbox_env(live_sandbox))
+    finally:
+        running.close()
+    assert result.returncode == 4
+    assert "already running" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unsubscribe_command_records_the_address(tmp_path: Path, live_sandbox: Sandbox) -> None:
+    from wcfollowup.db.state import StateStore
+
+    config = write(tmp_path, live_sandbox)
+    result = cli(
+        "unsubscribe", "Siti@Example.test", "--config", str(config), env=sandbox_env(live_sandbox)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "unsubscribed" in result.stdout
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        assert state.is_unsubscribed("siti@example.test")
+    finally:
+        state.close()

@@ -77,3 +77,37 @@ def test_redact_hides_secrets_signed_urls_and_bearer_tokens() -> None:
     assert "cs_123" not in cleaned
     assert "SG.key.value" not in cleaned
     assert "http://shop.test/wp-json/wc/v3/orders" in cleaned
+
+
+@pytest.mark.parametrize("language", ["en", "id", "ms"])
+@pytest.mark.parametrize("template", ["thank-you", "review-request", "win-back"])
+def test_built_in_templates_render_in_every_language(template: str, language: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from wcfollowup.core.context import email_context
+    from wcfollowup.render import Renderer
+
+    context = email_context(
+        SAMPLE_ORDER,
+        store_name="Toko <Sari>",
+        store_url="https://toko.example",
+        store_tz=ZoneInfo("Asia/Jakarta"),
+        language=language,
+    )
+    rendered = Renderer().render(template, language, context)
+    assert rendered.subject and "\n" not in rendered.subject
+    assert "Toko &lt;Sari&gt;" in rendered.html  # autoescaped in HTML
+    assert "Toko <Sari>" in rendered.text  # plain text stays plain
+    assert f'lang="{language}"' in rendered.html
+
+
+SAMPLE_ORDER = {
+    "id": 15,
+    "number": "15",
+    "currency": "IDR",
+    "total": "150000.00",
+    "shipping_total": "20000.00",
+    "date_created_gmt": "2026-11-02T08:00:00",
+    "billing": {"first_name": "Siti", "last_name": "R", "email": "siti@example.test"},
+    "line_items": [{"name": "Kopi Gayo", "quantity": 1, "total": "130000.00", "sku": "K1"}],
+}
