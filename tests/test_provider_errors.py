@@ -116,3 +116,27 @@ def test_a_store_that_keeps_failing_postpones_instead_of_losing_the_step(
     clock.advance(timedelta(minutes=6))
     daemon.dispatch_once()
     assert [m.status for m in daemon.state.messages()] == ["sent"]
+
+
+def test_a_repeated_oauth_nonce_is_re_signed_not_taken_for_a_bad_key(
+    sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
+) -> None:
+    daemon = make_daemon()
+    daemon.run_once()
+    body = {
+        "code": "woocommerce_rest_authentication_error",
+        "message": "Invalid nonce - nonce has already been used.",
+        "data": {"status": 401},
+    }
+    refused = Response(json.dumps(body), status_code=401, media_type="application/json")
+    calls: list[str] = []
+
+    def once(scope: dict[str, Any]) -> Any:
+        calls.append(scope["path"])
+        return refused if len(calls) == 1 else None
+
+    sandbox.store_faults.hook = once
+    clock.advance(timedelta(minutes=1))
+    result = daemon.poll_once()
+    assert result is not None  # not paused as if the key were wrong
+    assert len(calls) == 2

@@ -305,3 +305,36 @@ def test_a_delivery_status_the_store_lacks_is_refused_clearly(
                 daemon.run_once()
         finally:
             daemon.close()
+
+
+def test_first_and_repeat_customers_are_told_apart_for_members_and_guests(
+    sandbox: Sandbox, clock: FakeClock, start: Callable[[str], Daemon]
+) -> None:
+    daemon = start(
+        """\
+sequences:
+  - name: welcome
+    conditions: {customer: first}
+    steps:
+      - {name: welcome, after: 0s, template: thank-you}
+  - name: loyal
+    conditions: {customer: repeat}
+    steps:
+      - {name: loyal, after: 0s, template: thank-you}
+"""
+    )
+    daemon.run_once()
+    clock.advance(timedelta(days=1))
+    # A brand-new guest and a brand-new member, then each of them again.
+    fresh_guest = complete_new_order(sandbox, clock, "shopper424242")
+    clock.advance(timedelta(minutes=1))
+    tick(daemon, clock, timedelta(minutes=5))
+    again_guest = complete_new_order(sandbox, clock, "shopper424242")
+    # Siti has orders in the seeded history: she is a repeat customer from the start.
+    member = complete_new_order(sandbox, clock, "siti")
+    tick(daemon, clock, timedelta(minutes=5))
+
+    enrolled = {(m.order_id, m.sequence) for m in daemon.state.messages(status="sent")}
+    assert (fresh_guest, "welcome") in enrolled and (fresh_guest, "loyal") not in enrolled
+    assert (again_guest, "loyal") in enrolled and (again_guest, "welcome") not in enrolled
+    assert (member, "loyal") in enrolled and (member, "welcome") not in enrolled

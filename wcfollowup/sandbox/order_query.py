@@ -70,8 +70,9 @@ def parse_order_query(params: dict[str, PhpValue], store: SandboxStore) -> Order
     raw_statuses = as_list(params.get("status")) if "status" in params else ["any"]
     for position, status in enumerate(raw_statuses):
         if status not in enum:
-            errors.add("status", "rest_not_in_enum",
-                       f"status[{position}] is not one of {wp_list(enum)}.")
+            errors.add(
+                "status", "rest_not_in_enum", f"status[{position}] is not one of {wp_list(enum)}."
+            )
             break
     statuses: list[str] = []
     for status in raw_statuses:
@@ -160,8 +161,8 @@ def run_order_query(store: SandboxStore, query: OrderQuery) -> QueryResult:
     """Call with ``store.lock`` held."""
     start = query.offset if query.offset is not None else (query.page - 1) * query.per_page
     predicates: list[Predicate] = []
-    if query.exclude:
-        excluded = set(query.exclude)
+    excluded: set[int] = set(query.exclude or ())
+    if excluded:
         predicates.append(lambda r: r.id not in excluded)
     if query.customer is not None:
         wanted_customer = query.customer
@@ -176,12 +177,20 @@ def run_order_query(store: SandboxStore, query: OrderQuery) -> QueryResult:
     sort_by = {"modified": "modified", "id": "id", "include": "include"}.get(query.orderby, "date")
     if sort_by != "modified" and (query.modified_after, query.modified_before) != (None, None):
         m_after, m_before = query.modified_after, query.modified_before
-        predicates.append(lambda r: (m_after is None or r.modified > m_after)
-                          and (m_before is None or r.modified < m_before))
+        predicates.append(
+            lambda r: (
+                (m_after is None or r.modified > m_after)
+                and (m_before is None or r.modified < m_before)
+            )
+        )
     if sort_by != "date" and (query.created_after, query.created_before) != (None, None):
         c_after, c_before = query.created_after, query.created_before
-        predicates.append(lambda r: (c_after is None or r.created > c_after)
-                          and (c_before is None or r.created < c_before))
+        predicates.append(
+            lambda r: (
+                (c_after is None or r.created > c_after)
+                and (c_before is None or r.created < c_before)
+            )
+        )
 
     if query.include is not None or sort_by == "include":
         return _run_small(store, query, predicates, start)
@@ -209,8 +218,12 @@ def run_order_query(store: SandboxStore, query: OrderQuery) -> QueryResult:
             keys_page = _select(ranges, total - start - count, count)[::-1]
         else:
             keys_page = _select(ranges, start, count)
-        return QueryResult([key & mask for key in keys_page], total,
-                           math.ceil(total / query.per_page))
+        return QueryResult(
+            [key & mask for key in keys_page], total, math.ceil(total / query.per_page)
+        )
+
+    if len(predicates) == 1 and excluded and start == 0 and not query.descending:
+        return _first_page_excluding(store, query, ranges, excluded, sort_by, mask)
 
     if query.descending:
         stream = heapq.merge(*(_descending(k, lo, hi) for k, lo, hi in ranges), reverse=True)
@@ -228,8 +241,38 @@ def run_order_query(store: SandboxStore, query: OrderQuery) -> QueryResult:
     return QueryResult(page, total, math.ceil(total / query.per_page))
 
 
-def _run_small(store: SandboxStore, query: OrderQuery, predicates: list[Predicate],
-               start: int) -> QueryResult:
+def _first_page_excluding(
+    store: SandboxStore,
+    query: OrderQuery,
+    ranges: list[tuple[list[int], int, int]],
+    excluded: set[int],
+    sort_by: str,
+    mask: int,
+) -> QueryResult:
+    """A keyset poll's request (first page, a few ids excluded) stays indexed, not a scan."""
+    wanted = set(query.statuses)
+
+    def in_ranges(record: OrderRecord) -> bool:
+        if record.status not in wanted:
+            return False
+        if sort_by == "modified":
+            value, low, high = record.modified, query.modified_after, query.modified_before
+        elif sort_by == "date":
+            value, low, high = record.created, query.created_after, query.created_before
+        else:
+            return True
+        return (low is None or value > low) and (high is None or value < high)
+
+    hidden = sum(1 for i in excluded if (r := store.orders.get(i)) is not None and in_ranges(r))
+    total = sum(hi - lo for _, lo, hi in ranges) - hidden
+    keys = _select(ranges, 0, query.per_page + len(excluded))
+    page = [key & mask for key in keys if key & mask not in excluded][: query.per_page]
+    return QueryResult(page, total, math.ceil(total / query.per_page))
+
+
+def _run_small(
+    store: SandboxStore, query: OrderQuery, predicates: list[Predicate], start: int
+) -> QueryResult:
     """``include`` lists are at most a page or two long: filter them directly."""
     wanted = set(query.statuses)
     m_after, m_before = query.modified_after, query.modified_before

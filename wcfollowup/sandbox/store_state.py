@@ -222,6 +222,8 @@ class SandboxStore:
     def _resolve_customer(self, key: str | None) -> Customer:
         if key is None:
             return self.synthetic(self._rng.randrange(seed.SYNTHETIC_POOL))
+        if key.startswith("shopper") and key[len("shopper"):].isdigit():
+            return self.synthetic(int(key[len("shopper"):]))  # a guest with no history yet
         try:
             return seed.CUSTOMERS_BY_KEY[key]
         except KeyError:

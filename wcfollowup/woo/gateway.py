@@ -261,6 +261,15 @@ class WooGateway:
             return response, self._json(response)
         text = _error_text(response)
         if status in (401, 403):
+            if "nonce" in text.lower():
+                # The client's OAuth nonce is a hash of 8 random digits: a rare repeat is
+                # refused. A new call is signed with a new nonce, so this is worth a retry.
+                raise StoreUnavailable(f"{self.url} refused a repeated OAuth nonce; re-signing")
+            if "timestamp" in text.lower():
+                raise StoreAuthError(
+                    f"{self.url} refused the request time ({text}): this machine's clock is more "
+                    "than 15 minutes off the store's. Enable NTP (timedatectl set-ntp true)."
+                )
             raise StoreAuthError(
                 f"{self.url} refused the API keys ({text}). Check consumer_key/consumer_secret "
                 "and that the key has Read access."

@@ -1,0 +1,582 @@
+"""Backlog bench: enrol N completed orders in one poll and compare with a bare fetch loop.
+
+    .venv/bin/python bench/backlog.py                  # 100,000 orders, sandbox in a child process
+    .venv/bin/python bench/backlog.py --orders 5000    # a quick run
+    .venv/bin/python bench/backlog.py --in-process     # sandbox threads inside this process
+
+What happens, in one run:
+
+1. A sandbox store (seeded) starts on a FakeClock and a Daemon with a fresh SQLite database in a
+   temporary directory polls it once: first sight sets the baseline, nothing is enrolled.
+2. N orders are added to the store as completed, one second apart, all after the baseline.
+3. ``daemon.poll_once()`` is timed while a thread samples this process's RSS; every HTTP request
+   the store receives meanwhile is recorded at the sandbox (``store_faults.hook``), with its query.
+4. The *bare loop*: the recorded requests are replayed with the same ``woocommerce`` client and
+   keys, parsing each JSON body and doing nothing else. The store has not changed, so it returns
+   exactly the pages the poller got, whatever parameters the poller uses today. It runs twice and
+   the faster run is the baseline (the stricter ratio).
+
+The bars (../shared/BRIEF.md, "backlog" and "poll cost") are printed as PASS/FAIL. It is a report:
+the exit status is 0 whatever the figures are.
+
+By default the sandbox runs in a child process (``multiprocessing``, spawn) so the RSS figures are
+the daemon's alone and the two do not share a GIL; ``--in-process`` keeps it in this process, as
+the tests do, and then the RSS includes the sandbox's store and server threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+import psutil
+
+from wcfollowup.clock import FakeClock
+from wcfollowup.config import Config, load_config
+from wcfollowup.daemon import Daemon
+
+START = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+API_PREFIX = "/wp-json/wc/v3/"
+MB = 1024 * 1024
+
+REQUESTS_SLACK = 1  # ceil(N/100) + 1
+MAX_RATIO = 1.3
+MAX_PEAK_RSS_MB = 200.0
+MAX_FIELDS_SHARE = 1 / 3
+
+CONFIG = """\
+store:
+  name: Backlog bench
+  url: {store_url}
+  consumer_key: ${{WC_CONSUMER_KEY}}
+  consumer_secret: ${{WC_CONSUMER_SECRET}}
+  timezone: Asia/Jakarta
+  language: en
+sendgrid:
+  api_key: ${{SENDGRID_API_KEY}}
+  host: {mail_url}
+  from_email: shop@bench.example
+  from_name: Backlog bench
+database:
+  path: {db_path}
+poll:
+  interval: 60s
+  overlap: 2m
+dispatch:
+  interval: 10s
+  batch_size: 50
+  workers: 4
+sequences:
+  - name: thank-you
+    steps:
+      - name: thank-you
+        after: 30m
+        template: thank-you
+"""
+
+
+# -- what the store saw ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    method: str
+    path: str
+    query: bytes
+
+    @property
+    def is_order_list(self) -> bool:
+        return self.method == "GET" and self.path.rstrip("/") == API_PREFIX + "orders"
+
+    def params(self) -> dict[str, str]:
+        """The query minus OAuth; a repeated name keeps its last value, as PHP does."""
+        pairs = parse_qsl(self.query.decode("latin-1"), keep_blank_values=True)
+        return {k: v for k, v in pairs if not k.startswith("oauth_")}
+
+
+class Recorder:
+    """A ``store_faults.hook`` that only watches: it records the request and passes it on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: list[Recorded] = []
+
+    def __call__(self, scope: dict[str, Any]) -> None:
+        item = Recorded(scope["method"], scope["path"], scope.get("query_string", b""))
+        with self._lock:
+            self._seen.append(item)
+
+    def take(self) -> list[Recorded]:
+        with self._lock:
+            seen, self._seen = self._seen, []
+        return seen
+
+
+# -- the sandbox, here or in a child process ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    store_url: str
+    mail_url: str
+    consumer_key: str
+    consumer_secret: str
+    sendgrid_api_key: str
+
+
+class SandboxHandle(Protocol):
+    endpoints: Endpoints
+    label: str
+
+    def add_completed(self, n: int) -> datetime: ...
+    def record(self, on: bool) -> list[Recorded]: ...
+    def now(self) -> datetime: ...
+    def rss_mb(self) -> tuple[float, float]: ...
+    def close(self) -> None: ...
+
+
+class StoreDriver:
+    """The part that owns the store: shared by both handles (runs where the store lives)."""
+
+    def __init__(self) -> None:
+        from wcfollowup.sandbox import Sandbox
+
+        self.clock = FakeClock(START)
+        self.sandbox = Sandbox(self.clock, timezone="Asia/Jakarta").start()
+        self.recorder = Recorder()
+
+    def endpoints(self) -> Endpoints:
+        sb = self.sandbox
+        return Endpoints(
+            sb.store_url, sb.sendgrid_host, sb.consumer_key, sb.consumer_secret, sb.sendgrid_api_key
+        )
+
+    def add_completed(self, n: int) -> datetime:
+        """N completed orders one second apart, the oldest a few seconds after now (baseline)."""
+        self.clock.advance(timedelta(seconds=n + 5))
+        self.sandbox.store.add_orders(n, status="completed", spread_seconds=max(n - 1, 0))
+        return self.clock.advance(timedelta(seconds=5))
+
+    def record(self, on: bool) -> list[Recorded]:
+        seen = self.recorder.take()
+        self.sandbox.store_faults.hook = self.recorder if on else None  # type: ignore[assignment]
+        return seen
+
+    def close(self) -> None:
+        self.sandbox.stop()
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current RSS, lifetime high-water mark from getrusage) of this process, in MB."""
+    current = psutil.Process().memory_info().rss / MB
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return current, maxrss / (MB if sys.platform == "darwin" else 1024)
+
+
+class InProcess:
+    label = "in-process (sandbox threads share this process: RSS includes the store)"
+
+    def __init__(self) -> None:
+        self.driver = StoreDriver()
+        self.endpoints = self.driver.endpoints()
+
+    def add_completed(self, n: int) -> datetime:
+        return self.driver.add_completed(n)
+
+    def record(self, on: bool) -> list[Recorded]:
+        return self.driver.record(on)
+
+    def now(self) -> datetime:
+        return self.driver.clock.now()
+
+    def rss_mb(self) -> tuple[float, float]:
+        return _rss_mb()
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+def _child(conn: Connection) -> None:
+    driver = StoreDriver()
+    conn.send(driver.endpoints())
+    while True:
+        command, arg = conn.recv()
+        if command == "add":
+            conn.send(driver.add_completed(arg))
+        elif command == "record":
+            conn.send(driver.record(arg))
+        elif command == "now":
+            conn.send(driver.clock.now())
+        elif command == "rss":
+            conn.send(_rss_mb())
+        elif command == "stop":
+            driver.close()
+            conn.send(None)
+            return
+
+
+class ChildProcess:
+    label = "child process (RSS below is the daemon's alone)"
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child_conn = ctx.Pipe()
+        self._proc = ctx.Process(target=_child, args=(child_conn,), daemon=True)
+        self._proc.start()
+        self.endpoints: Endpoints = self._conn.recv()
+
+    def _ask(self, command: str, arg: object = None) -> Any:
+        self._conn.send((command, arg))
+        return self._conn.recv()
+
+    def add_completed(self, n: int) -> datetime:
+        return self._ask("add", n)  # type: ignore[no-any-return]
+
+    def record(self, on: bool) -> list[Recorded]:
+        return self._ask("record", on)  # type: ignore[no-any-return]
+
+    def now(self) -> datetime:
+        return self._ask("now")  # type: ignore[no-any-return]
+
+    def rss_mb(self) -> tuple[float, float]:
+        return self._ask("rss")  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._ask("stop")
+        self._proc.join(timeout=10)
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+class RssSampler:
+    """Samples this process's RSS on a thread; ``peak`` is the high-water mark seen."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._proc = psutil.Process()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
+@contextmanager
+def quiet_json_logs() -> Iterator[None]:
+    """Production log rendering (JSON, secrets redacted) written to /dev/null, not the terminal."""
+    from wcfollowup.logs import configure_logging
+
+    with open(os.devnull, "w", encoding="utf-8") as devnull:
+        saved, sys.stderr = sys.stderr, devnull
+        try:
+            configure_logging(json=True)
+        finally:
+            sys.stderr = saved
+        yield
+
+
+@dataclass(frozen=True, slots=True)
+class BareRun:
+    seconds: float
+    requests: int
+    items: int
+    body_bytes: int
+    nonce_retries: int = 0
+
+
+def bare_loop(endpoints: Endpoints, requests_: list[Recorded], timeout: float) -> BareRun:
+    """Fetch the same pages with the same client, parse them, and do nothing with them."""
+    from woocommerce import API
+
+    api = API(
+        url=endpoints.store_url,
+        consumer_key=endpoints.consumer_key,
+        consumer_secret=endpoints.consumer_secret,
+        version="wc/v3",
+        timeout=timeout,
+        user_agent="wcfollowup-bench",
+    )
+    items = body_bytes = nonce_retries = 0
+    started = time.perf_counter()
+    for request in requests_:
+        for _attempt in range(3):
+            response = api.get(request.path[len(API_PREFIX) :], params=request.params())
+            # The client's nonce is 8 random digits and the sandbox remembers every nonce it
+            # has seen, so over thousands of requests one can collide (401): sign again.
+            if response.status_code != 401 or "nonce" not in response.text:
+                break
+            nonce_retries += 1
+        response.raise_for_status()
+        body = response.json()
+        body_bytes += len(response.content)
+        items += len(body) if isinstance(body, list) else 1
+    return BareRun(time.perf_counter() - started, len(requests_), items, body_bytes, nonce_retries)
+
+
+def full_order_bytes(endpoints: Endpoints, page: Recorded, timeout: float) -> tuple[int, int]:
+    """(bytes, orders) of one poll page fetched again without ``_fields``."""
+    from woocommerce import API
+
+    api = API(
+        url=endpoints.store_url,
+        consumer_key=endpoints.consumer_key,
+        consumer_secret=endpoints.consumer_secret,
+        version="wc/v3",
+        timeout=timeout,
+    )
+    params = {k: v for k, v in page.params().items() if k != "_fields"}
+    response = api.get("orders", params=params)
+    response.raise_for_status()
+    return len(response.content), len(response.json())
+
+
+@dataclass
+class Figures:
+    orders: int
+    mode: str
+    poll_seconds: float
+    enrolled: int | None
+    orders_seen: int | None
+    poll_result_requests: int | None
+    store_requests: int
+    order_list_requests: int
+    other_requests: dict[str, int]
+    bare: BareRun
+    bare_runs: list[float]
+    rss_before_mb: float
+    rss_peak_mb: float
+    rss_samples: int
+    maxrss_mb: float
+    sandbox_rss: tuple[float, float] | None
+    fields_bytes_per_order: float
+    full_bytes_per_order: float
+
+
+def build_config(endpoints: Endpoints, workdir: Path) -> Config:
+    path = workdir / "config.yaml"
+    path.write_text(
+        CONFIG.format(
+            store_url=endpoints.store_url, mail_url=endpoints.mail_url, db_path=workdir / "state.db"
+        ),
+        encoding="utf-8",
+    )
+    env = {
+        "WC_CONSUMER_KEY": endpoints.consumer_key,
+        "WC_CONSUMER_SECRET": endpoints.consumer_secret,
+        "SENDGRID_API_KEY": endpoints.sendgrid_api_key,
+    }
+    return load_config(path, env=env)
+
+
+def measure(n: int, sandbox: SandboxHandle, workdir: Path, say: Callable[[str], None]) -> Figures:
+    config = build_config(sandbox.endpoints, workdir)
+    clock = FakeClock(sandbox.now())
+    daemon = Daemon(config, clock, sleep=lambda _s: None)
+    try:
+        first = daemon.poll_once()  # first sight: sets the baseline, enrols nothing
+        if first is None:
+            raise SystemExit("the first poll failed; is the sandbox up?")
+        say(f"adding {n:,} completed orders one second apart after the baseline ...")
+        clock.set(sandbox.add_completed(n))
+        timeout = config.store.request_timeout.total_seconds()
+
+        sandbox.record(True)
+        rss_before, _ = _rss_mb()
+        say("polling (timed) ...")
+        with RssSampler() as sampler:
+            started = time.perf_counter()
+            result = daemon.poll_once()
+            poll_seconds = time.perf_counter() - started
+        recorded = sandbox.record(False)
+        _, maxrss = _rss_mb()
+        if result is None:
+            say("WARNING: poll_once() returned None (the poll failed; see the logs)")
+
+        lists = [r for r in recorded if r.is_order_list]
+        others: dict[str, int] = {}
+        for r in recorded:
+            if not r.is_order_list:
+                key = f"{r.method} {r.path}"
+                others[key] = others.get(key, 0) + 1
+        replay = [r for r in recorded if r.method == "GET" and r.path.startswith(API_PREFIX)]
+        say(f"bare loop: replaying {len(replay):,} GET requests twice ...")
+        runs = [bare_loop(sandbox.endpoints, replay, timeout) for _ in range(2)]
+        bare = min(runs, key=lambda run: run.seconds)
+
+        full_bytes, full_orders = (0, 0)
+        if lists:
+            full_bytes, full_orders = full_order_bytes(sandbox.endpoints, lists[0], timeout)
+        list_items = max(bare.items, 1)
+        return Figures(
+            orders=n,
+            mode=sandbox.label,
+            poll_seconds=poll_seconds,
+            enrolled=result.enrolled if result else None,
+            orders_seen=result.orders_seen if result else None,
+            poll_result_requests=result.requests if result else None,
+            store_requests=len(recorded),
+            order_list_requests=len(lists),
+            other_requests=others,
+            bare=bare,
+            bare_runs=[run.seconds for run in runs],
+            rss_before_mb=rss_before,
+            rss_peak_mb=sampler.peak / MB,
+            rss_samples=sampler.samples,
+            maxrss_mb=maxrss,
+            sandbox_rss=sandbox.rss_mb() if isinstance(sandbox, ChildProcess) else None,
+            fields_bytes_per_order=bare.body_bytes / list_items,
+            full_bytes_per_order=full_bytes / max(full_orders, 1),
+        )
+    finally:
+        daemon.close()
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def report(f: Figures) -> None:
+    n = f.orders
+    max_requests = math.ceil(n / 100) + REQUESTS_SLACK
+    ratio = f.poll_seconds / f.bare.seconds if f.bare.seconds else float("inf")
+    rows: list[tuple[str, str]] = [
+        ("orders in the backlog", f"{n:,}"),
+        ("sandbox", f.mode),
+        ("enrolled / seen (PollResult)", f"{f.enrolled} / {f.orders_seen}"),
+        ("poll wall time", f"{f.poll_seconds:.2f} s"),
+        ("orders/s (poll)", f"{n / f.poll_seconds:,.0f}" if f.poll_seconds else "-"),
+        (
+            "requests at the store (hook)",
+            f"{f.store_requests:,}  (GET /orders: {f.order_list_requests:,})",
+        ),
+        ("requests per PollResult", f"{f.poll_result_requests}"),
+        (
+            "bare loop wall time (best of 2)",
+            f"{f.bare.seconds:.2f} s  (runs: {', '.join(f'{s:.2f}' for s in f.bare_runs)})",
+        ),
+        ("bare loop pages / orders received", f"{f.bare.requests:,} / {f.bare.items:,}"),
+        ("orders/s (bare loop)", f"{n / f.bare.seconds:,.0f}" if f.bare.seconds else "-"),
+        ("ratio poll / bare", f"{ratio:.2f}"),
+        ("RSS before the poll", f"{f.rss_before_mb:.1f} MB"),
+        (
+            "peak RSS during the poll (sampled)",
+            f"{f.rss_peak_mb:.1f} MB  ({f.rss_samples:,} samples)",
+        ),
+        ("RSS growth during the poll", f"{f.rss_peak_mb - f.rss_before_mb:+.1f} MB"),
+        ("getrusage maxrss (whole run)", f"{f.maxrss_mb:.1f} MB"),
+        ("bytes/order with _fields", f"{f.fields_bytes_per_order:,.0f}"),
+        ("bytes/order without _fields", f"{f.full_bytes_per_order:,.0f}"),
+    ]
+    retries = f.bare.nonce_retries
+    if retries:
+        rows.append(("bare loop re-signed after a nonce clash", f"{retries}"))
+    if f.other_requests:
+        rows.append(("other requests", ", ".join(f"{k} x{v}" for k, v in f.other_requests.items())))
+    if f.sandbox_rss is not None:
+        rows.append(
+            (
+                "sandbox child RSS now / maxrss",
+                f"{f.sandbox_rss[0]:.1f} MB / {f.sandbox_rss[1]:.1f} MB (not the daemon)",
+            )
+        )
+    width = max(len(label) for label, _ in rows)
+    print()
+    print(
+        f"backlog bench - {n:,} orders - Python {platform.python_version()} "
+        f"on {platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print("-" * (width + 40))
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    print("-" * (width + 40))
+
+    share = (f.fields_bytes_per_order / f.full_bytes_per_order) if f.full_bytes_per_order else 0.0
+    bars = [
+        (
+            f"requests <= ceil(N/100)+1 = {max_requests:,}",
+            f.store_requests <= max_requests,
+            f"{f.store_requests:,}",
+        ),
+        (f"ratio poll/bare <= {MAX_RATIO}", ratio <= MAX_RATIO, f"{ratio:.2f}"),
+        (
+            f"peak RSS < {MAX_PEAK_RSS_MB:.0f} MB",
+            f.rss_peak_mb < MAX_PEAK_RSS_MB,
+            f"{f.rss_peak_mb:.1f} MB" + ("" if f.sandbox_rss else " (includes the sandbox)"),
+        ),
+        ("all N enrolled", f.enrolled == n, f"{f.enrolled}"),
+        (
+            "_fields bytes/order <= 1/3 of full",
+            share <= MAX_FIELDS_SHARE and share > 0,
+            f"{share:.2f}",
+        ),
+    ]
+    for name, ok, value in bars:
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<40}  {value}")
+    if f.sandbox_rss is None:
+        print(
+            "note: the sandbox ran in this process, so RSS includes its store and server "
+            "threads, and both share one GIL; drop --in-process for the daemon alone."
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--orders", type=int, default=100_000, help="backlog size (100000)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the sandbox in this process (RSS then includes it)",
+    )
+    args = parser.parse_args(argv)
+    if args.orders < 1:
+        parser.error("--orders must be at least 1")
+
+    def say(text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    with quiet_json_logs(), tempfile.TemporaryDirectory(prefix="wcf-backlog-") as tmp:
+        say(
+            "starting the sandbox "
+            + ("in this process" if args.in_process else "in a child process")
+        )
+        sandbox: SandboxHandle = InProcess() if args.in_process else ChildProcess()
+        try:
+            figures = measure(args.orders, sandbox, Path(tmp), say)
+        finally:
+            sandbox.close()
+    report(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
