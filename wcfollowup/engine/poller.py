@@ -13,7 +13,8 @@ by the store are still seen; everything done for an order is idempotent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,6 +84,37 @@ def poll_statuses(config: Config) -> str:
     return ",".join(sorted(wanted))
 
 
+@dataclass
+class Scan:
+    """Where a keyset scan stands: the next request's ``modified_after``, exclusions, page."""
+
+    after: datetime
+    exclude: list[int] = field(default_factory=list)
+    page: int = 1
+    done: bool = False
+
+    def advance(self, items: Sequence[dict[str, Any]], page_size: int) -> datetime | None:
+        """Move past a page; return the new resume point when the keyset moved forward."""
+        if len(items) < page_size:
+            self.done = True
+            return None
+        last = parse_wc_gmt(items[-1].get("date_modified_gmt"))
+        if last is None:
+            self.page += 1
+            return None
+        same_second = [
+            int(item["id"]) for item in items if parse_wc_gmt(item.get("date_modified_gmt")) == last
+        ]
+        if last - ONE_SECOND > self.after:
+            self.after, self.exclude, self.page = last - ONE_SECOND, same_second, 1
+            return self.after
+        if self.page == 1 and len(self.exclude) + len(same_second) <= MAX_EXCLUDE:
+            self.exclude = sorted({*self.exclude, *same_second})
+        else:
+            self.page += 1
+        return None
+
+
 class Poller:
     def __init__(
         self,
@@ -116,48 +148,35 @@ class Poller:
 
     def poll(self) -> PollResult:
         store, requests = self._store()
-        after = store.cursor_gmt - self.overlap
+        scan = Scan(after=store.cursor_gmt - self.overlap)
         cursor = store.cursor_gmt
-        exclude: list[int] = []
-        page = 1
         totals = {"seen": 0, "enrolled": 0, "cancelled": 0, "delivered": 0}
-        while True:
-            params: dict[str, Any] = {
-                "status": self.statuses,
-                "modified_after": format_wc_gmt(after),
-                "dates_are_gmt": "true",
-                "orderby": "modified",
-                "order": "asc",
-                "per_page": self.page_size,
-                "page": page,
-                "_fields": self.fields,
-            }
-            if exclude:
-                params["exclude"] = ",".join(str(i) for i in exclude)
-            result = self.gateway.list_orders(params)
-            requests += 1
-            self._handle_page(store, result.items, totals)
-            if len(result.items) < self.page_size:
-                break
-            last = parse_wc_gmt(result.items[-1].get("date_modified_gmt"))
-            if last is None:
-                page += 1
-                continue
-            same_second = [
-                int(item["id"])
-                for item in result.items
-                if parse_wc_gmt(item.get("date_modified_gmt")) == last
-            ]
-            if last - ONE_SECOND > after:
-                after, exclude, page = last - ONE_SECOND, same_second, 1
-                # Everything before `last` is done: a crash resumes from here.
-                cursor = max(cursor, after)
-                self.state.advance_cursor(store.id, cursor, self.clock.now())
-                self._forget_before(after - self.overlap - ONE_SECOND)
-            elif page == 1 and len(exclude) + len(same_second) <= MAX_EXCLUDE:
-                exclude = sorted({*exclude, *same_second})
-            else:
-                page += 1
+        # The next page is fetched while this one is written to the database: a backlog then
+        # costs about what fetching it costs. Its parameters depend only on this page's items.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
+            result = self.gateway.list_orders(self._params(scan))
+            while True:
+                requests += 1
+                resume_at = scan.advance(result.items, self.page_size)
+                upcoming = (
+                    prefetch.submit(self.gateway.list_orders, self._params(scan))
+                    if not scan.done
+                    else None
+                )
+                try:
+                    self._handle_page(store, result.items, totals)
+                except BaseException:
+                    if upcoming is not None:
+                        upcoming.cancel()
+                    raise
+                if resume_at is not None:
+                    # Everything before this page's last second is done: a crash resumes here.
+                    cursor = max(cursor, resume_at)
+                    self.state.advance_cursor(store.id, cursor, self.clock.now())
+                    self._forget_before(resume_at - self.overlap - ONE_SECOND)
+                if upcoming is None:
+                    break
+                result = upcoming.result()
         newest = max(self._recent.values(), default=cursor)
         cursor = max(cursor, newest)
         self.state.advance_cursor(store.id, cursor, self.clock.now())
@@ -170,6 +189,21 @@ class Poller:
             cursor,
             totals["delivered"],
         )
+
+    def _params(self, scan: Scan) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "status": self.statuses,
+            "modified_after": format_wc_gmt(scan.after),
+            "dates_are_gmt": "true",
+            "orderby": "modified",
+            "order": "asc",
+            "per_page": self.page_size,
+            "page": scan.page,
+            "_fields": self.fields,
+        }
+        if scan.exclude:
+            params["exclude"] = ",".join(str(i) for i in scan.exclude)
+        return params
 
     # -- one page -------------------------------------------------------------------------
 
