@@ -140,3 +140,25 @@ def test_a_repeated_oauth_nonce_is_re_signed_not_taken_for_a_bad_key(
     result = daemon.poll_once()
     assert result is not None  # not paused as if the key were wrong
     assert len(calls) == 2
+
+
+def test_a_crash_after_the_provider_accepted_is_uncertain_not_resent(
+    sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
+) -> None:
+    """If recording "sent" fails after SendGrid took the message, it must not go out again."""
+    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    real_finish = daemon.state.finish
+    failures = []
+
+    def finish_that_fails_once(step: Any, status: str, *args: Any, **kwargs: Any) -> None:
+        if status == "sent" and not failures:
+            failures.append(status)
+            raise RuntimeError("database went away")
+        real_finish(step, status, *args, **kwargs)
+
+    daemon.state.finish = finish_that_fails_once  # type: ignore[method-assign]
+    daemon.dispatch_once()
+    clock.advance(timedelta(hours=1))
+    daemon.dispatch_once()
+    assert len(sandbox.sink.messages) == 1
+    assert [m.status for m in daemon.state.messages()] == ["uncertain"]

@@ -427,6 +427,16 @@ class StateStore:
         with self._tx() as conn:
             conn.execute(update(steps).where(steps.c.id == step_id).values(**values))
 
+    def release_if_claimed(self, step_id: int, now: datetime, due_at: datetime) -> bool:
+        """Hand back a step only if nothing was sent yet (still ``claimed``)."""
+        with self._tx() as conn:
+            changed = conn.execute(
+                update(steps)
+                .where(steps.c.id == step_id, steps.c.state == "claimed")
+                .values(state="pending", due_at=due_at, updated_at=now)
+            ).rowcount
+        return bool(changed)
+
     def finish(
         self,
         step: ClaimedStep,

@@ -100,10 +100,9 @@ class Dispatcher:
         except Paused as exc:
             self._pause(str(exc))
             return "paused"
-        except Exception:  # never let one bad order stop the queue; leave it retryable
-            bound.exception("step crashed; it will be retried")
-            self.state.release(step.id, self.clock.now(), due_at=self.clock.now() + RETRY_LATER)
-            return "error"
+        except Exception:  # never let one bad order stop the queue
+            bound.exception("step crashed")
+            return self._after_crash(step, bound)
 
     def _act(self, step: ClaimedStep, bound: Any) -> str:
         now = self.clock.now()
@@ -280,6 +279,26 @@ class Dispatcher:
             "step " + status, status=status, reason=reason or None, provider_message_id=message_id
         )
         return status
+
+    def _after_crash(self, step: ClaimedStep, bound: Any) -> str:
+        """Retry a step that crashed before sending; one that crashed while sending may have
+        gone out, so it becomes ``uncertain`` (if even that write fails, the step stays in
+        ``sending`` and the next start marks it)."""
+        now = self.clock.now()
+        try:
+            if self.state.release_if_claimed(step.id, now, due_at=now + RETRY_LATER):
+                return "error"
+            self.state.finish(
+                step,
+                "uncertain",
+                now,
+                recipient=None,
+                reason="an unexpected error happened while sending; it may or may not have "
+                "gone out, so it will not be sent again automatically",
+            )
+        except Exception:
+            bound.exception("could not record the crashed step; the next start will")
+        return "uncertain"
 
     def _retry_later(self, step: ClaimedStep, reason: str, bound: Any) -> str:
         if step.attempts >= MAX_ATTEMPTS:
