@@ -55,6 +55,8 @@ BASE_FIELDS = frozenset(
 ONE_SECOND = timedelta(seconds=1)
 MAX_EXCLUDE = 300
 LOG_EACH_UP_TO = 10
+# Enrolments written per transaction while paging through a backlog.
+FLUSH_AT = 1000
 
 log = structlog.get_logger("wcfollowup.poll")
 
@@ -147,33 +149,49 @@ class Poller:
         return self._store()[0]
 
     def poll(self) -> PollResult:
+        try:
+            return self._poll()
+        except BaseException:
+            # What was noted as handled may not have reached the database: forget it all.
+            self._recent.clear()
+            raise
+
+    def _poll(self) -> PollResult:
         store, requests = self._store()
         scan = Scan(after=store.cursor_gmt - self.overlap)
         cursor = store.cursor_gmt
         totals = {"seen": 0, "enrolled": 0, "cancelled": 0, "delivered": 0}
-        # The next page is fetched while this one is written to the database: a backlog then
-        # costs about what fetching it costs. Its parameters depend only on this page's items.
+        buffer: list[Enrollment] = []
+        resume_at: datetime | None = None
+        # The next page is fetched while this one is handled, and enrolments are written in
+        # batches of several pages: a backlog then costs little more than fetching it. A
+        # page's follow-up request depends only on that page's items.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
             result = self.gateway.list_orders(self._params(scan))
             while True:
                 requests += 1
-                resume_at = scan.advance(result.items, self.page_size)
+                moved_to = scan.advance(result.items, self.page_size)
                 upcoming = (
                     prefetch.submit(self.gateway.list_orders, self._params(scan))
                     if not scan.done
                     else None
                 )
                 try:
-                    self._handle_page(store, result.items, totals)
+                    buffer.extend(self._handle_page(store, result.items, totals))
+                    resume_at = moved_to or resume_at
+                    if len(buffer) >= FLUSH_AT or upcoming is None:
+                        self._enroll(store, buffer, totals)
+                        buffer = []
+                        if resume_at is not None:
+                            # Everything before resume_at is stored: a crash resumes here.
+                            cursor = max(cursor, resume_at)
+                            self.state.advance_cursor(store.id, cursor, self.clock.now())
+                            self._forget_before(resume_at - self.overlap - ONE_SECOND)
+                            resume_at = None
                 except BaseException:
                     if upcoming is not None:
                         upcoming.cancel()
                     raise
-                if resume_at is not None:
-                    # Everything before this page's last second is done: a crash resumes here.
-                    cursor = max(cursor, resume_at)
-                    self.state.advance_cursor(store.id, cursor, self.clock.now())
-                    self._forget_before(resume_at - self.overlap - ONE_SECOND)
                 if upcoming is None:
                     break
                 result = upcoming.result()
@@ -209,7 +227,8 @@ class Poller:
 
     def _handle_page(
         self, store: StoreState, items: Sequence[dict[str, Any]], totals: dict[str, int]
-    ) -> None:
+    ) -> list[Enrollment]:
+        """Cancel and re-anchor right away; return the enrolments to write (in a batch)."""
         now = self.clock.now()
         plans: list[Enrollment] = []
         for item in items:
@@ -244,7 +263,10 @@ class Poller:
                         steps=cancelled,
                     )
             self._recent[key] = order.modified_gmt
-        stored = self.state.enroll_many(store.id, plans, now)
+        return plans
+
+    def _enroll(self, store: StoreState, plans: list[Enrollment], totals: dict[str, int]) -> None:
+        stored = self.state.enroll_many(store.id, plans, self.clock.now())
         totals["enrolled"] += len(stored)
         if len(stored) <= LOG_EACH_UP_TO:
             for enrollment in stored:
@@ -254,7 +276,7 @@ class Poller:
                     sequence=enrollment.sequence,
                     steps=[s.step for s in enrollment.steps],
                 )
-        else:  # a backlog page: one line, not a hundred
+        else:  # a backlog batch: one line, not a thousand
             log.info(
                 "orders enrolled",
                 count=len(stored),
