@@ -20,6 +20,9 @@ test: $(STAMP)
 	$(BIN)/mypy wcfollowup
 	$(BIN)/python -m pytest -q
 
+bench: $(STAMP)
+	$(BIN)/python bench/backlog.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check wcfollowup tests bench
 
