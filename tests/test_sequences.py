@@ -338,3 +338,37 @@ sequences:
     assert (fresh_guest, "welcome") in enrolled and (fresh_guest, "loyal") not in enrolled
     assert (again_guest, "loyal") in enrolled and (again_guest, "welcome") not in enrolled
     assert (member, "loyal") in enrolled and (member, "welcome") not in enrolled
+
+
+def test_the_three_step_sequence_on_postgresql(
+    tmp_path: Path, sandbox: Sandbox, clock: FakeClock
+) -> None:
+    """The scale-out backend runs the same engine: PostgreSQL on 127.0.0.1, a schema per test."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    pg = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    path = write_engine_config(tmp_path / "config.yaml", sandbox, THREE_STEPS)
+    text_config = path.read_text(encoding="utf-8").replace(
+        f"  path: {tmp_path / 'state.db'}",
+        f"  url: {pg}?options=-csearch_path%3D{schema}",
+    )
+    path.write_text(text_config, encoding="utf-8")
+    daemon = Daemon(load_config(path, env=sandbox_env(sandbox)), clock, sleep=lambda _s: None)
+    try:
+        daemon.run_once()
+        clock.advance(timedelta(minutes=1))
+        order_id = complete_new_order(sandbox, clock)
+        tick(daemon, clock, timedelta(days=30))
+        steps = [(s[0], s[1]) for s in sent(daemon)]
+    finally:
+        daemon.close()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+    assert steps == [(order_id, "thank-you"), (order_id, "review-request"), (order_id, "win-back")]
