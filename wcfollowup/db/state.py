@@ -33,6 +33,32 @@ from wcfollowup.db.schema import UTCDateTime, enrollments, messages, steps, stor
 # Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 BULK_ROWS = 500
 
+ENROLLMENT_COLUMNS = (
+    "store_id",
+    "order_id",
+    "order_number",
+    "sequence",
+    "email",
+    "customer_key",
+    "anchor_at",
+    "delivered_at",
+    "enrolled_at",
+)
+STEP_COLUMNS = (
+    "enrollment_id",
+    "store_id",
+    "order_id",
+    "sequence",
+    "step",
+    "kind",
+    "anchor",
+    "delay_seconds",
+    "due_at",
+    "state",
+    "attempts",
+    "updated_at",
+)
+
 # Step states in which the step will still act on its own.
 OPEN_STATES = ("waiting", "pending", "claimed")
 FINAL_STATES = ("sent", "failed", "skipped", "cancelled", "uncertain")
@@ -92,7 +118,7 @@ def _sqlite_value(value: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME storage format, so its reads parse what we wrote."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return value.isoformat(sep=" ", timespec="microseconds")[:-6]  # drop "+00:00"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -214,39 +240,41 @@ class StateStore:
             ids = self._bulk_insert(
                 conn,
                 enrollments,
+                ENROLLMENT_COLUMNS,
                 [
-                    {
-                        "store_id": store_id,
-                        "order_id": p.order.id,
-                        "order_number": p.order.number,
-                        "sequence": p.sequence,
-                        "email": p.order.email,
-                        "customer_key": p.order.customer_key,
-                        "anchor_at": p.anchor_at,
-                        "delivered_at": p.delivered_at,
-                        "enrolled_at": now,
-                    }
+                    (
+                        store_id,
+                        p.order.id,
+                        p.order.number,
+                        p.sequence,
+                        p.order.email,
+                        p.order.customer_key,
+                        p.anchor_at,
+                        p.delivered_at,
+                        now,
+                    )
                     for p in fresh
                 ],
             )
             self._bulk_insert(
                 conn,
                 steps,
+                STEP_COLUMNS,
                 [
-                    {
-                        "enrollment_id": enrollment_id,
-                        "store_id": store_id,
-                        "order_id": plan.order.id,
-                        "sequence": plan.sequence,
-                        "step": planned.step,
-                        "kind": planned.kind,
-                        "anchor": planned.anchor,
-                        "delay_seconds": int(planned.delay.total_seconds()),
-                        "due_at": planned.due_at,
-                        "state": planned.state,
-                        "attempts": 0,
-                        "updated_at": now,
-                    }
+                    (
+                        enrollment_id,
+                        store_id,
+                        plan.order.id,
+                        plan.sequence,
+                        planned.step,
+                        planned.kind,
+                        planned.anchor,
+                        int(planned.delay.total_seconds()),
+                        planned.due_at,
+                        planned.state,
+                        0,
+                        now,
+                    )
                     for enrollment_id, plan in zip(ids, fresh, strict=True)
                     for planned in plan.steps
                 ],
@@ -532,29 +560,42 @@ class StateStore:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _bulk_insert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-        """executemany straight to the driver: a backlog page of 100 enrolments costs ~1 ms.
+    def _bulk_insert(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+    ) -> list[int]:
+        """Multi-row INSERTs straight to the driver; returns the new ids in row order.
 
-        SQLAlchemy's per-row parameter processing cost more than the network fetch of the
-        same page, so the values are converted once here, in the format its types use.
+        SQLAlchemy's per-row parameter processing cost more than fetching the same page from
+        the store, so values are converted here, once, in the format its types read back.
         """
         if not rows:
             return []
-        columns = list(rows[0])
         marker = "?" if self.dialect == "sqlite" else "%s"
         convert = _sqlite_value if self.dialect == "sqlite" else _naive_utc
         times = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
+        memo: dict[datetime, Any] = {}  # `now` repeats on every row
         row_marks = f"({', '.join([marker] * len(columns))})"
         ids: list[int] = []
         for start in range(0, len(rows), BULK_ROWS):
             chunk = rows[start : start + BULK_ROWS]
             flat: list[Any] = []
             for row in chunk:
-                record = [row[c] for c in columns]
-                for i in times:
-                    if record[i] is not None:
-                        record[i] = convert(record[i])
-                flat.extend(record)
+                if times:
+                    record = list(row)
+                    for i in times:
+                        value = record[i]
+                        if value is not None:
+                            converted = memo.get(value)
+                            if converted is None:
+                                converted = memo[value] = convert(value)
+                            record[i] = converted
+                    flat.extend(record)
+                else:
+                    flat.extend(row)
             # One multi-row statement: sqlite3 releases the GIL once per statement step, and a
             # busy prefetch thread makes each re-acquisition cost up to the switch interval.
             sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES " + ", ".join(

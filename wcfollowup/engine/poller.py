@@ -100,12 +100,14 @@ class Scan:
         if len(items) < page_size:
             self.done = True
             return None
-        last = parse_wc_gmt(items[-1].get("date_modified_gmt"))
+        last_raw = items[-1].get("date_modified_gmt")
+        last = parse_wc_gmt(last_raw)
         if last is None:
             self.page += 1
             return None
+        # The store writes every timestamp the same way: comparing the text is enough.
         same_second = [
-            int(item["id"]) for item in items if parse_wc_gmt(item.get("date_modified_gmt")) == last
+            int(item["id"]) for item in items if item.get("date_modified_gmt") == last_raw
         ]
         if last - ONE_SECOND > self.after:
             self.after, self.exclude, self.page = last - ONE_SECOND, same_second, 1
