@@ -162,3 +162,24 @@ def test_a_crash_after_the_provider_accepted_is_uncertain_not_resent(
     daemon.dispatch_once()
     assert len(sandbox.sink.messages) == 1
     assert [m.status for m in daemon.state.messages()] == ["uncertain"]
+
+
+def test_an_order_that_keeps_crashing_the_step_fails_after_bounded_attempts(
+    sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
+) -> None:
+    """Broken order data must neither crash the daemon nor retry forever."""
+    from starlette.responses import JSONResponse
+
+    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    [order_id] = [int(m) for m in sandbox.store.orders_ids(status="completed")][-1:]
+    broken = JSONResponse({"id": order_id, "status": "completed", "billing": "not an object"})
+    sandbox.store_faults.hook = lambda scope: (
+        broken if scope["path"].endswith(f"/orders/{order_id}") else None
+    )
+    for _ in range(20):
+        daemon.dispatch_once()
+        clock.advance(timedelta(minutes=6))
+    [entry] = daemon.state.messages()
+    assert entry.status == "failed"
+    assert "gave up after 12 attempts" in entry.reason
+    assert sandbox.sink.messages == []

@@ -286,6 +286,18 @@ class Dispatcher:
         ``sending`` and the next start marks it)."""
         now = self.clock.now()
         try:
+            if step.attempts >= MAX_ATTEMPTS and self.state.release_if_claimed(
+                step.id, now, due_at=now
+            ):
+                self.state.finish(
+                    step,
+                    "failed",
+                    now,
+                    recipient=None,
+                    reason=f"gave up after {step.attempts} attempts that ended in an "
+                    "unexpected error (see the daemon's log)",
+                )
+                return "failed"
             if self.state.release_if_claimed(step.id, now, due_at=now + RETRY_LATER):
                 return "error"
             self.state.finish(
