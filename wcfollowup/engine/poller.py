@@ -13,7 +13,6 @@ by the store are still seen; everything done for an order is idempotent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +34,7 @@ from wcfollowup.core.planning import (
 )
 from wcfollowup.db.state import StateStore, StoreState
 from wcfollowup.engine.facts import FactsSource
+from wcfollowup.engine.page_stream import PageStream
 from wcfollowup.woo.gateway import WooGateway
 
 # Just what enrolment needs; dispatch re-reads the full order before acting.
@@ -165,38 +165,33 @@ class Poller:
         totals = {"seen": 0, "enrolled": 0, "cancelled": 0, "delivered": 0}
         buffer: list[Enrollment] = []
         resume_at: datetime | None = None
-        # The next page is fetched while this one is handled, and enrolments are written in
-        # batches of several pages: a backlog then costs little more than fetching it. A
-        # page's follow-up request depends only on that page's items.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
-            result = self.gateway.list_orders(self._params(scan))
-            while True:
+        # Pages are fetched on their own thread (see page_stream) while this one parses,
+        # plans and writes them, enrolments in batches of several pages: a backlog then costs
+        # little more than fetching it.
+        stream = PageStream(
+            fetch=lambda: self.gateway.list_orders(self._params(scan)),
+            advance=lambda items: self._advance(scan, items),
+        )
+        pages = iter(stream)
+        while True:
+            page = next(pages, None)
+            last = page is None
+            if page is not None:
+                items, moved_to = page
                 requests += 1
-                moved_to = scan.advance(result.items, self.page_size)
-                upcoming = (
-                    prefetch.submit(self.gateway.list_orders, self._params(scan))
-                    if not scan.done
-                    else None
-                )
-                try:
-                    buffer.extend(self._handle_page(store, result.items, totals))
-                    resume_at = moved_to or resume_at
-                    if len(buffer) >= FLUSH_AT or upcoming is None:
-                        self._enroll(store, buffer, totals)
-                        buffer = []
-                        if resume_at is not None:
-                            # Everything before resume_at is stored: a crash resumes here.
-                            cursor = max(cursor, resume_at)
-                            self.state.advance_cursor(store.id, cursor, self.clock.now())
-                            self._forget_before(resume_at - self.overlap - ONE_SECOND)
-                            resume_at = None
-                except BaseException:
-                    if upcoming is not None:
-                        upcoming.cancel()
-                    raise
-                if upcoming is None:
-                    break
-                result = upcoming.result()
+                buffer.extend(self._handle_page(store, items, totals))
+                resume_at = moved_to or resume_at
+            if buffer and (len(buffer) >= FLUSH_AT or last):
+                self._enroll(store, buffer, totals)
+                buffer = []
+            if resume_at is not None and not buffer:
+                # Everything before resume_at is stored: a crash resumes here.
+                cursor = max(cursor, resume_at)
+                self.state.advance_cursor(store.id, cursor, self.clock.now())
+                self._forget_before(resume_at - self.overlap - ONE_SECOND)
+                resume_at = None
+            if last:
+                break
         newest = max(self._recent.values(), default=cursor)
         cursor = max(cursor, newest)
         self.state.advance_cursor(store.id, cursor, self.clock.now())
@@ -209,6 +204,10 @@ class Poller:
             cursor,
             totals["delivered"],
         )
+
+    def _advance(self, scan: Scan, items: list[dict[str, Any]]) -> tuple[bool, datetime | None]:
+        resume_at = scan.advance(items, self.page_size)
+        return not scan.done, resume_at
 
     def _params(self, scan: Scan) -> dict[str, Any]:
         params: dict[str, Any] = {
