@@ -6,7 +6,7 @@ Parsing them in one place keeps "naive means UTC" from leaking anywhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,11 +42,12 @@ class OrderSnapshot:
     email: str
     country: str = ""
     state: str = ""
+    # Who the customer is for caps and "once per customer": the lower-cased email.
+    customer_key: str = field(default="", compare=False)
 
-    @property
-    def customer_key(self) -> str:
-        """Who the customer is for caps and "once per customer": the lower-cased email."""
-        return self.email.strip().lower()
+    def __post_init__(self) -> None:
+        if not self.customer_key and self.email:
+            object.__setattr__(self, "customer_key", self.email.strip().lower())
 
     @classmethod
     def from_wc(cls, data: dict[str, Any]) -> OrderSnapshot:

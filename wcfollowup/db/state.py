@@ -226,10 +226,10 @@ class StateStore:
             fresh: list[Enrollment] = []
             for plan in plans:
                 key = (plan.order.id, plan.sequence)
-                customer = (plan.sequence, plan.order.customer_key)
                 if key in existing:
                     continue
                 if plan.once_per_customer and plan.order.customer_key:
+                    customer = (plan.sequence, plan.order.customer_key)
                     if customer in customers_done:
                         continue
                     customers_done.add(customer)
