@@ -268,7 +268,7 @@ class ChildProcess:
 class RssSampler:
     """Samples this process's RSS on a thread; ``peak`` is the high-water mark seen."""
 
-    def __init__(self, interval: float = 0.005) -> None:
+    def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self.peak = 0
         self.samples = 0
