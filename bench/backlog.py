@@ -50,6 +50,7 @@ import psutil
 from wcfollowup.clock import FakeClock
 from wcfollowup.config import Config, load_config
 from wcfollowup.daemon import Daemon
+from wcfollowup.sandbox import sandbox_config_yaml
 
 START = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 API_PREFIX = "/wp-json/wc/v3/"
@@ -60,21 +61,7 @@ MAX_RATIO = 1.3
 MAX_PEAK_RSS_MB = 200.0
 MAX_FIELDS_SHARE = 1 / 3
 
-CONFIG = """\
-store:
-  name: Backlog bench
-  url: {store_url}
-  consumer_key: ${{WC_CONSUMER_KEY}}
-  consumer_secret: ${{WC_CONSUMER_SECRET}}
-  timezone: Asia/Jakarta
-  language: en
-sendgrid:
-  api_key: ${{SENDGRID_API_KEY}}
-  host: {mail_url}
-  from_email: shop@bench.example
-  from_name: Backlog bench
-database:
-  path: {db_path}
+SETTINGS = """\
 poll:
   interval: 60s
   overlap: 2m
@@ -89,7 +76,6 @@ sequences:
         after: 30m
         template: thank-you
 """
-
 
 # -- what the store saw ----------------------------------------------------------------------
 
@@ -386,9 +372,8 @@ class Figures:
 def build_config(endpoints: Endpoints, workdir: Path) -> Config:
     path = workdir / "config.yaml"
     path.write_text(
-        CONFIG.format(
-            store_url=endpoints.store_url, mail_url=endpoints.mail_url, db_path=workdir / "state.db"
-        ),
+        sandbox_config_yaml(endpoints.store_url, endpoints.mail_url, workdir / "state.db")
+        + SETTINGS,
         encoding="utf-8",
     )
     env = {

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support import CONFIG_TEMPLATE, sandbox_env
+from support import sandbox_env, thank_you_config
 
 from wcfollowup.clock import FakeClock
 from wcfollowup.config import Config, load_config
@@ -36,15 +36,13 @@ def write_config(tmp_path: Path, sandbox: Sandbox) -> WriteConfig:
         after: str = "30m",
         batch_size: int = 50,
         language: str = "id",
-        store_url: str | None = None,
         name: str = "config.yaml",
     ) -> Path:
         path = tmp_path / name
         path.write_text(
-            CONFIG_TEMPLATE.format(
-                store_url=store_url or sandbox.store_url,
-                mail_url=sandbox.sendgrid_host,
-                db_path=tmp_path / "state.db",
+            thank_you_config(
+                sandbox,
+                tmp_path / "state.db",
                 after=after,
                 batch_size=batch_size,
                 language=language,

@@ -6,21 +6,7 @@ from pathlib import Path
 
 from wcfollowup.sandbox import Sandbox
 
-CONFIG_TEMPLATE = """\
-store:
-  name: Toko Batik Sari
-  url: {store_url}
-  consumer_key: ${{WC_CONSUMER_KEY}}
-  consumer_secret: ${{WC_CONSUMER_SECRET}}
-  timezone: Asia/Jakarta
-  language: {language}
-sendgrid:
-  api_key: ${{SENDGRID_API_KEY}}
-  host: {mail_url}
-  from_email: halo@tokobatiksari.example
-  from_name: Toko Batik Sari
-database:
-  path: {db_path}
+ENGINE_SETTINGS = """\
 poll:
   interval: 60s
   overlap: 2m
@@ -37,40 +23,25 @@ sequences:
 """
 
 
+def thank_you_config(
+    sandbox: Sandbox,
+    db_path: Path,
+    *,
+    after: str = "30m",
+    batch_size: int = 50,
+    language: str = "en",
+) -> str:
+    """A whole config: the sandbox's store and mail sink, one thank-you sequence."""
+    return sandbox.config_yaml(db_path, language=language) + ENGINE_SETTINGS.format(
+        after=after, batch_size=batch_size
+    )
+
+
 def sandbox_env(sandbox: Sandbox) -> dict[str, str]:
-    return {
-        "WC_CONSUMER_KEY": sandbox.consumer_key,
-        "WC_CONSUMER_SECRET": sandbox.consumer_secret,
-        "SENDGRID_API_KEY": sandbox.sendgrid_api_key,
-    }
-
-
-STORE_BLOCK = """\
-store:
-  name: Toko Batik Sari
-  url: {store_url}
-  consumer_key: ${{WC_CONSUMER_KEY}}
-  consumer_secret: ${{WC_CONSUMER_SECRET}}
-  timezone: Asia/Jakarta
-  language: en
-sendgrid:
-  api_key: ${{SENDGRID_API_KEY}}
-  host: {mail_url}
-  from_email: halo@tokobatiksari.example
-database:
-  path: {db_path}
-"""
+    return sandbox.config_env()
 
 
 def write_engine_config(path: Path, sandbox: Sandbox, body: str) -> Path:
     """A config with the sandbox's store and mail sink plus the given YAML (sequences etc.)."""
-    path.write_text(
-        STORE_BLOCK.format(
-            store_url=sandbox.store_url,
-            mail_url=sandbox.sendgrid_host,
-            db_path=path.parent / "state.db",
-        )
-        + body,
-        encoding="utf-8",
-    )
+    path.write_text(sandbox.config_yaml(path.parent / "state.db") + body, encoding="utf-8")
     return path

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import CONFIG_TEMPLATE, sandbox_env
+from support import sandbox_env, thank_you_config
 
 from wcfollowup.clock import SystemClock
 from wcfollowup.sandbox import Sandbox
@@ -34,17 +34,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def write(tmp_path: Path, sb: Sandbox, after: str = "0s") -> Path:
     path = tmp_path / "config.yaml"
-    path.write_text(
-        CONFIG_TEMPLATE.format(
-            store_url=sb.store_url,
-            mail_url=sb.sendgrid_host,
-            db_path=tmp_path / "state.db",
-            after=after,
-            batch_size=50,
-            language="en",
-        ),
-        encoding="utf-8",
-    )
+    path.write_text(thank_you_config(sb, tmp_path / "state.db", after=after), encoding="utf-8")
     return path
 
 

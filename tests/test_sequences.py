@@ -93,13 +93,24 @@ def complete_new_order(sandbox: Sandbox, clock: FakeClock, customer: str = "siti
     return order_id
 
 
+def first_sight_then_order(
+    start: Callable[[str], Daemon],
+    sandbox: Sandbox,
+    clock: FakeClock,
+    body: str = THREE_STEPS,
+    customer: str = "siti",
+) -> tuple[Daemon, int]:
+    """A daemon that has seen the store once, and an order completed a minute later."""
+    daemon = start(body)
+    daemon.run_once()
+    clock.advance(timedelta(minutes=1))
+    return daemon, complete_new_order(sandbox, clock, customer)
+
+
 def test_three_steps_run_in_order_at_the_right_times(
     sandbox: Sandbox, clock: FakeClock, start: Callable[[str], Daemon]
 ) -> None:
-    daemon = start(THREE_STEPS)
-    daemon.run_once()
-    clock.advance(timedelta(minutes=1))
-    order_id = complete_new_order(sandbox, clock)
+    daemon, order_id = first_sight_then_order(start, sandbox, clock)
     completed_at = clock.now()
     tick(daemon, clock, timedelta(days=30))
 
@@ -120,10 +131,7 @@ def test_three_steps_run_in_order_at_the_right_times(
 def test_a_refund_between_steps_cancels_the_rest(
     sandbox: Sandbox, clock: FakeClock, start: Callable[[str], Daemon]
 ) -> None:
-    daemon = start(THREE_STEPS)
-    daemon.run_once()
-    clock.advance(timedelta(minutes=1))
-    order_id = complete_new_order(sandbox, clock)
+    daemon, order_id = first_sight_then_order(start, sandbox, clock)
     tick(daemon, clock, timedelta(days=2))
     sandbox.store.refund(order_id)
     tick(daemon, clock, timedelta(days=30))
@@ -140,10 +148,7 @@ def test_a_refund_between_steps_cancels_the_rest(
 def test_a_delivery_signal_moves_the_review_step(
     sandbox: Sandbox, clock: FakeClock, start: Callable[[str], Daemon]
 ) -> None:
-    daemon = start(THREE_STEPS)
-    daemon.run_once()
-    clock.advance(timedelta(minutes=1))
-    order_id = complete_new_order(sandbox, clock)
+    daemon, order_id = first_sight_then_order(start, sandbox, clock)
     tick(daemon, clock, timedelta(days=2))
     sandbox.store.set_status(order_id, "delivered")  # the courier plugin marks it delivered
     delivered_at = clock.now()
@@ -253,10 +258,7 @@ sequences:
 def test_a_restart_in_the_middle_resumes_without_a_duplicate(
     sandbox: Sandbox, clock: FakeClock, start: Callable[[str], Daemon]
 ) -> None:
-    daemon = start(THREE_STEPS)
-    daemon.run_once()
-    clock.advance(timedelta(minutes=1))
-    order_id = complete_new_order(sandbox, clock)
+    daemon, order_id = first_sight_then_order(start, sandbox, clock)
     tick(daemon, clock, timedelta(days=1))
     daemon.close()
     for _ in range(3):  # restart three times over the following weeks
@@ -272,10 +274,7 @@ def test_a_restart_in_the_middle_resumes_without_a_duplicate(
 def test_unsubscribed_recipient_gets_nothing_more(
     sandbox: Sandbox, clock: FakeClock, start: Callable[[str], Daemon]
 ) -> None:
-    daemon = start(THREE_STEPS)
-    daemon.run_once()
-    clock.advance(timedelta(minutes=1))
-    complete_new_order(sandbox, clock, "siti")
+    daemon, _order_id = first_sight_then_order(start, sandbox, clock)
     tick(daemon, clock, timedelta(days=1))
     daemon.state.unsubscribe("Siti.Rahmawati@example.test", "test", clock.now())
     tick(daemon, clock, timedelta(days=30))

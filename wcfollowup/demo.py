@@ -7,7 +7,6 @@ busy afternoon would. No credentials, no internet.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import threading
@@ -22,22 +21,7 @@ from wcfollowup.clock import ScaledClock
 if TYPE_CHECKING:
     from wcfollowup.sandbox import Sandbox
 
-DEMO_CONFIG = """\
-# Written by `wcfollowup demo`: the sandbox store, the sandbox mail sink, a fast clock.
-store:
-  name: Toko Batik Sari (sandbox)
-  url: {store_url}
-  consumer_key: ${{DEMO_WC_KEY}}
-  consumer_secret: ${{DEMO_WC_SECRET}}
-  timezone: Asia/Jakarta
-  language: id
-sendgrid:
-  api_key: ${{DEMO_SENDGRID_KEY}}
-  host: {mail_url}
-  from_email: halo@tokobatiksari.example
-  from_name: Toko Batik Sari
-database:
-  path: {db_path}
+DEMO_SETTINGS = """\
 poll:
   interval: 5s
 dispatch:
@@ -65,21 +49,16 @@ def run_demo(speed: float = 120.0, timeout: float = 75.0) -> int:
     configure_logging(json=False)
     try:
         with Sandbox(clock, timezone="Asia/Jakarta") as sandbox:
-            os.environ.update(
-                DEMO_WC_KEY=sandbox.consumer_key,
-                DEMO_WC_SECRET=sandbox.consumer_secret,
-                DEMO_SENDGRID_KEY=sandbox.sendgrid_api_key,
-            )
             config_path = workdir / "demo.yaml"
             config_path.write_text(
-                DEMO_CONFIG.format(
-                    store_url=sandbox.store_url,
-                    mail_url=sandbox.sendgrid_host,
-                    db_path=workdir / "state.db",
-                ),
+                "# Written by `wcfollowup demo`: the sandbox store and mail sink, a fast clock.\n"
+                + sandbox.config_yaml(
+                    workdir / "state.db", name="Toko Batik Sari (sandbox)", language="id"
+                )
+                + DEMO_SETTINGS,
                 encoding="utf-8",
             )
-            config = load_config(config_path)
+            config = load_config(config_path, env=sandbox.config_env())
             console.rule(f"sandbox store {sandbox.store_url}  ·  mail sink {sandbox.sendgrid_host}")
             console.print(
                 f"clock runs {speed:g}x: a 30-minute delay passes in "

@@ -5,7 +5,7 @@ Everything listens on 127.0.0.1 only and behaves like the real services as obser
 """
 
 from wcfollowup.sandbox.mail_sink import MailSink, ReceivedMail
-from wcfollowup.sandbox.runner import Sandbox, serve_forever
+from wcfollowup.sandbox.runner import Sandbox, sandbox_config_yaml, serve_forever
 from wcfollowup.sandbox.store_state import SandboxStore, UnknownOrder, UnknownStatus
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "SandboxStore",
     "UnknownOrder",
     "UnknownStatus",
+    "sandbox_config_yaml",
     "serve_forever",
 ]

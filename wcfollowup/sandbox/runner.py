@@ -86,9 +86,52 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self.start()
 
+    def config_env(self) -> dict[str, str]:
+        """The environment variables ``config_yaml`` refers to, holding this sandbox's keys."""
+        return {
+            "WC_CONSUMER_KEY": self.consumer_key,
+            "WC_CONSUMER_SECRET": self.consumer_secret,
+            "SENDGRID_API_KEY": self.sendgrid_api_key,
+        }
+
+    def config_yaml(self, database_path: object, *, name: str = "Toko Batik Sari",
+                    language: str = "en") -> str:
+        """The ``store``, ``sendgrid`` and ``database`` blocks of a config aimed at this sandbox.
+
+        Keys stay ``${VARS}`` (see ``config_env``), as in a real config; callers append their
+        own ``poll``, ``dispatch`` and ``sequences``.
+        """
+        return sandbox_config_yaml(self.store_url, self.sendgrid_host, database_path,
+                                   name=name, language=language)
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+SANDBOX_CONFIG = """\
+store:
+  name: {name}
+  url: {store_url}
+  consumer_key: ${{WC_CONSUMER_KEY}}
+  consumer_secret: ${{WC_CONSUMER_SECRET}}
+  timezone: Asia/Jakarta
+  language: {language}
+sendgrid:
+  api_key: ${{SENDGRID_API_KEY}}
+  host: {mail_url}
+  from_email: halo@tokobatiksari.example
+  from_name: {name}
+database:
+  path: {db_path}
+"""
+
+
+def sandbox_config_yaml(store_url: str, mail_url: str, database_path: object, *,
+                        name: str = "Toko Batik Sari", language: str = "en") -> str:
+    """``Sandbox.config_yaml`` for a sandbox known only by its URLs (another process)."""
+    return SANDBOX_CONFIG.format(name=name, language=language, store_url=store_url,
+                                 mail_url=mail_url, db_path=database_path)
 
 
 def serve_forever(host: str = "127.0.0.1", store_port: int = 8765, mail_port: int = 8766,
