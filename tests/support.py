@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from wcfollowup.sandbox import Sandbox
 
@@ -45,3 +47,23 @@ def write_engine_config(path: Path, sandbox: Sandbox, body: str) -> Path:
     """A config with the sandbox's store and mail sink plus the given YAML (sequences etc.)."""
     path.write_text(sandbox.config_yaml(path.parent / "state.db") + body, encoding="utf-8")
     return path
+
+
+def drain(daemon: Any) -> None:
+    """Dispatch until nothing due is left (a batch is at most batch_size steps)."""
+    for _ in range(1000):
+        if not daemon.dispatch_once().outcomes:
+            return
+    raise AssertionError("dispatch never drained")
+
+
+def one_due_thank_you(sandbox: Sandbox, clock: Any, daemon: Any) -> int:
+    """First sight of the store, then one order completed and enrolled with its step due now
+    (for a config with ``after: 0s``). Returns the order id."""
+    daemon.run_once()
+    order_id = sandbox.store.orders_ids(status="processing")[0]
+    clock.advance(timedelta(minutes=1))
+    sandbox.store.complete(order_id)
+    clock.advance(timedelta(seconds=2))
+    daemon.poll_once()
+    return order_id

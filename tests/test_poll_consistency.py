@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from support import drain
 
 from wcfollowup.clock import FakeClock
 from wcfollowup.daemon import Daemon
@@ -50,13 +51,6 @@ class MidScan:
                 self.error = exc
             self.fired.set()
         return None  # never replace the response: observe and mutate only
-
-
-def drain(daemon: Daemon) -> None:
-    for _ in range(1000):
-        if not daemon.dispatch_once().outcomes:
-            return
-    raise AssertionError("dispatch never drained")
 
 
 def thank_yous(sandbox: Sandbox) -> Counter[int]:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from starlette.responses import Response
+from support import one_due_thank_you
 
 from wcfollowup.clock import FakeClock
 from wcfollowup.daemon import Daemon
@@ -43,21 +44,16 @@ class FailFirst:
         return None
 
 
-def one_due_thank_you(sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon) -> Daemon:
+def due_daemon(sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon) -> Daemon:
     daemon = make_daemon(after="0s")
-    daemon.run_once()
-    order_id = sandbox.store.orders_ids(status="processing")[0]
-    clock.advance(timedelta(minutes=1))
-    sandbox.store.complete(order_id)
-    clock.advance(timedelta(seconds=2))
-    daemon.poll_once()
+    one_due_thank_you(sandbox, clock, daemon)
     return daemon
 
 
 def test_a_503_is_retried_and_the_email_goes_out_once(
     sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
 ) -> None:
-    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    daemon = due_daemon(sandbox, clock, make_daemon)
     fault = FailFirst(sendgrid_error(503, "service unavailable"), times=2)
     sandbox.mail_faults.hook = fault
     daemon.dispatch_once()
@@ -69,7 +65,7 @@ def test_a_503_is_retried_and_the_email_goes_out_once(
 def test_a_400_fails_the_step_with_sendgrids_reason(
     sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
 ) -> None:
-    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    daemon = due_daemon(sandbox, clock, make_daemon)
     reason = "Does not contain a valid address."
     sandbox.mail_faults.hook = FailFirst(
         sendgrid_error(400, reason, "personalizations.0.to.0.email"), times=1
@@ -86,7 +82,7 @@ def test_a_400_fails_the_step_with_sendgrids_reason(
 def test_a_refused_sendgrid_key_pauses_without_failing_the_queue(
     sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
 ) -> None:
-    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    daemon = due_daemon(sandbox, clock, make_daemon)
     sandbox.mail_faults.hook = FailFirst(
         sendgrid_error(401, "The provided authorization grant is invalid, expired, or revoked"),
         times=1,
@@ -106,7 +102,7 @@ def test_a_refused_sendgrid_key_pauses_without_failing_the_queue(
 def test_a_store_that_keeps_failing_postpones_instead_of_losing_the_step(
     sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
 ) -> None:
-    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    daemon = due_daemon(sandbox, clock, make_daemon)
     broken = Response("<html>502 Bad Gateway</html>", status_code=502, media_type="text/html")
     sandbox.store_faults.hook = lambda scope: broken
     daemon.dispatch_once()
@@ -146,7 +142,7 @@ def test_a_crash_after_the_provider_accepted_is_uncertain_not_resent(
     sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
 ) -> None:
     """If recording "sent" fails after SendGrid took the message, it must not go out again."""
-    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    daemon = due_daemon(sandbox, clock, make_daemon)
     real_finish = daemon.state.finish
     failures = []
 
@@ -170,7 +166,7 @@ def test_an_order_that_keeps_crashing_the_step_fails_after_bounded_attempts(
     """Broken order data must neither crash the daemon nor retry forever."""
     from starlette.responses import JSONResponse
 
-    daemon = one_due_thank_you(sandbox, clock, make_daemon)
+    daemon = due_daemon(sandbox, clock, make_daemon)
     [order_id] = [int(m) for m in sandbox.store.orders_ids(status="completed")][-1:]
     broken = JSONResponse({"id": order_id, "status": "completed", "billing": "not an object"})
     sandbox.store_faults.hook = lambda scope: (

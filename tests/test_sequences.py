@@ -12,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from support import sandbox_env, write_engine_config
+from support import drain, sandbox_env, write_engine_config
 
 from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
@@ -70,16 +70,14 @@ def tick(daemon: Daemon, clock: FakeClock, by: timedelta) -> None:
     end = clock.now() + by
     while True:
         daemon.poll_once()
-        while daemon.dispatch_once().outcomes:
-            pass
+        drain(daemon)
         upcoming = daemon.state.next_due()
         if upcoming is None or upcoming > end:
             break
         clock.set(max(upcoming, clock.now()))
     clock.set(end)
     daemon.poll_once()
-    while daemon.dispatch_once().outcomes:
-        pass
+    drain(daemon)
 
 
 def sent(daemon: Daemon) -> list[tuple[int, str, datetime]]:

@@ -11,19 +11,13 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
+from support import drain, one_due_thank_you
+
 from wcfollowup.clock import FakeClock
 from wcfollowup.daemon import Daemon
 from wcfollowup.sandbox import Sandbox
 
 MakeDaemon = Callable[..., Daemon]
-
-
-def drain(daemon: Daemon) -> None:
-    """Dispatch until nothing due is left (a batch is at most batch_size steps)."""
-    for _ in range(1000):
-        if not daemon.dispatch_once().outcomes:
-            return
-    raise AssertionError("dispatch never drained")
 
 
 def sent_order_ids(daemon: Daemon) -> list[int]:
@@ -72,12 +66,7 @@ def test_restart_sends_nothing_twice(
 ) -> None:
     config = make_config(after="0s")
     first = make_daemon(config)
-    first.run_once()
-    order_id = sandbox.store.orders_ids(status="processing")[0]
-    clock.advance(timedelta(minutes=1))
-    sandbox.store.complete(order_id)
-    clock.advance(timedelta(seconds=5))
-    first.poll_once()
+    order_id = one_due_thank_you(sandbox, clock, first)
     drain(first)
     assert len(sandbox.sink.messages) == 1
     first.close()
@@ -191,12 +180,7 @@ def test_crash_while_sending_is_logged_uncertain_and_never_resent(
 ) -> None:
     config = make_config(after="0s")
     daemon = make_daemon(config)
-    daemon.run_once()
-    order_id = sandbox.store.orders_ids(status="processing")[0]
-    clock.advance(timedelta(minutes=1))
-    sandbox.store.complete(order_id)
-    clock.advance(timedelta(seconds=2))
-    daemon.poll_once()
+    order_id = one_due_thank_you(sandbox, clock, daemon)
     # Simulate dying right after "sending" was committed, before the provider answered.
     [step] = daemon.state.claim_due(clock.now(), 10)
     daemon.state.mark_sending(step.id, clock.now())

@@ -323,15 +323,6 @@ class StateStore:
                 )
         return len(due)
 
-    def enrolled_sequences(self, store_id: int, order_id: int) -> set[str]:
-        with self._tx() as conn:
-            rows = conn.execute(
-                select(enrollments.c.sequence).where(
-                    and_(enrollments.c.store_id == store_id, enrollments.c.order_id == order_id)
-                )
-            )
-            return {r[0] for r in rows}
-
     def cancel_open_steps(self, store_id: int, order_id: int, reason: str, now: datetime) -> int:
         """Cancel what is still waiting for an order, logging each cancellation."""
         with self._tx() as conn:
