@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -26,7 +27,14 @@ from wcfollowup.render import Renderer
 from wcfollowup.woo.errors import StoreAuthError, StoreError, StoreIncompatible, StoreTooOld
 from wcfollowup.woo.gateway import WooGateway
 
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
 log = structlog.get_logger("wcfollowup.daemon")
+
+
+class ReloadRefused(Exception):
+    """The new config cannot be applied to a running daemon; the old one stays."""
 
 
 class Daemon:
@@ -53,13 +61,31 @@ class Daemon:
         except AlreadyRunning:
             self.state.close()
             raise
+        self._sleep = sleep
+        self._poll_lock = threading.Lock()
+        self._dispatch_lock = threading.Lock()
+        self._scheduler: BackgroundScheduler | None = None
+        self._build_workers(config)
+        self._recovered = False
+
+    def _build_workers(self, config: Config) -> None:
+        """(Re)build everything that reads the config; the state store and its lock stay."""
+        store, mail = config.store, config.sendgrid
+        register_secrets(
+            [
+                store.consumer_key.get_secret_value(),
+                store.consumer_secret.get_secret_value(),
+                mail.api_key.get_secret_value(),
+            ]
+        )
+        self.config = config
         self.gateway = WooGateway(
             store.url,
             store.consumer_key.get_secret_value(),
             store.consumer_secret.get_secret_value(),
             timeout=store.request_timeout.total_seconds(),
             verify=store.verify_tls,
-            sleep=sleep,
+            sleep=self._sleep,
         )
         self.mailer = SendGridMailer(
             mail.api_key.get_secret_value(),
@@ -67,7 +93,7 @@ class Daemon:
             from_name=mail.from_name,
             host=mail.host,
             timeout=mail.request_timeout.total_seconds(),
-            sleep=sleep,
+            sleep=self._sleep,
         )
         self.poller = Poller(self.gateway, self.state, config, self.clock)
         self.dispatcher = Dispatcher(
@@ -78,7 +104,6 @@ class Daemon:
             Renderer(config.templates_dir),
             self.clock,
         )
-        self._recovered = False
 
     # -- the jobs ---------------------------------------------------------------------------
 
@@ -134,44 +159,89 @@ class Daemon:
         self.poll_once()
         self.dispatch_once()
 
-    def run_forever(self, stop: threading.Event) -> None:
+    def start(self) -> None:
+        """Recover, check the store, and start the poll and dispatch jobs in the background."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.recover()
         self.check_store()
-        scheduler = BackgroundScheduler(
+        self._scheduler = BackgroundScheduler(
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         )
-        scheduler.add_job(
-            self.poll_once,
-            "interval",
-            id="poll",
-            name="poll",
-            seconds=self.config.poll.interval.total_seconds(),
-            next_run_time=_now_for_apscheduler(),
-        )
-        scheduler.add_job(
-            self.dispatch_once,
-            "interval",
-            id="dispatch",
-            name="dispatch",
-            seconds=self.config.dispatch.interval.total_seconds(),
-            next_run_time=_now_for_apscheduler(),
-        )
-        scheduler.start()
+        self._schedule_jobs()
+        self._scheduler.start()
         log.info(
             "wcfollowup running",
             store=self.config.store.url,
             poll_every=str(self.config.poll.interval),
             dispatch_every=str(self.config.dispatch.interval),
         )
+
+    def _schedule_jobs(self) -> None:
+        assert self._scheduler is not None
+        for job_id, func, interval in (
+            ("poll", self._poll_job, self.config.poll.interval),
+            ("dispatch", self._dispatch_job, self.config.dispatch.interval),
+        ):
+            self._scheduler.add_job(
+                func,
+                "interval",
+                id=job_id,
+                name=job_id,
+                seconds=interval.total_seconds(),
+                next_run_time=_now_for_apscheduler(),
+                replace_existing=True,
+            )
+
+    def _poll_job(self) -> None:
+        with self._poll_lock:
+            self.poll_once()
+
+    def _dispatch_job(self) -> None:
+        with self._dispatch_lock:
+            self.dispatch_once()
+
+    def shutdown(self) -> None:
+        """Stop taking new work; wait for a running poll or dispatch (and its sends) to finish."""
+        log.info("stopping: finishing in-flight work")
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        self.state.close()
+        log.info("stopped")
+
+    def reload(self, config: Config) -> None:
+        """Apply a new config between jobs, without a restart.
+
+        Everything the jobs read from the config is rebuilt from the new one. The database cannot
+        change under a running daemon (its lock and state live there): that needs a restart, and
+        the running config stays.
+        """
+        if config.database.sqlalchemy_url != self.config.database.sqlalchemy_url:
+            raise ReloadRefused(
+                "the database setting changed; restart wcfollowup to use a different database"
+            )
+        with self._poll_lock, self._dispatch_lock:
+            intervals_changed = (config.poll.interval, config.dispatch.interval) != (
+                self.config.poll.interval,
+                self.config.dispatch.interval,
+            )
+            self._build_workers(config)
+            if intervals_changed and self._scheduler is not None:
+                self._schedule_jobs()
+        log.info("config reloaded", path=str(config.source_path), sequences=len(config.sequences))
+
+    def is_alive(self) -> bool:
+        """False when the scheduler thread died: systemd's watchdog should then restart us."""
+        scheduler = self._scheduler
+        return scheduler is not None and scheduler.running
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
         try:
             stop.wait()
         finally:
-            log.info("stopping: finishing in-flight work")
-            scheduler.shutdown(wait=True)
-            self.state.close()
-            log.info("stopped")
+            self.shutdown()
 
     def close(self) -> None:
         self.state.close()
