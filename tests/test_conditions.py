@@ -117,10 +117,17 @@ def test_explanations_are_short_and_human() -> None:
 def test_missing_facts_make_a_condition_false() -> None:
     bare = OrderFacts({"id": 1})
     for data in (
-        {"total_at_least": 0}, {"total_at_most": 10**9}, {"products": 11},
-        {"categories": "x"}, {"customer": "first"}, {"customer": "repeat"},
-        {"country": "ID"}, {"payment_method": "cod"}, {"coupon_used": "x"},
-        {"meta": {"a": "b"}}, {"survey_score_at_least": 0},
+        {"total_at_least": 0},
+        {"total_at_most": 10**9},
+        {"products": 11},
+        {"categories": "x"},
+        {"customer": "first"},
+        {"customer": "repeat"},
+        {"country": "ID"},
+        {"payment_method": "cod"},
+        {"coupon_used": "x"},
+        {"meta": {"a": "b"}},
+        {"survey_score_at_least": 1},
     ):
         assert evaluate(cond(data), bare) is False, data
     assert evaluate(cond({"coupon_used": False}), bare) is True
@@ -134,17 +141,39 @@ def test_first_customer() -> None:
 
 
 def test_what_the_engine_must_fetch() -> None:
-    tree = cond({"any": [{"customer": "first"}, {"not": {"categories": ["x"]}}],
-                 "total_at_least": 5, "country": "ID"})
+    tree = cond(
+        {
+            "any": [{"customer": "first"}, {"not": {"categories": ["x"]}}],
+            "total_at_least": 5,
+            "country": "ID",
+        }
+    )
     assert needs_history(tree) and needs_categories(tree)
     assert not needs_history(cond({"country": "ID"}))
     assert not needs_categories(None) and not needs_history(None)
     assert required_fields(tree) == {
-        "customer_id", "billing.email", "line_items", "total", "currency", "billing.country",
+        "customer_id",
+        "billing.email",
+        "line_items",
+        "total",
+        "currency",
+        "billing.country",
     }
-    assert required_fields(cond({"payment_method": "cod", "coupon_used": True,
-                                 "meta": {"a": "b"}, "skus": "x", "products": 1})) == {
-        "payment_method", "coupon_lines", "meta_data", "line_items",
+    assert required_fields(
+        cond(
+            {
+                "payment_method": "cod",
+                "coupon_used": True,
+                "meta": {"a": "b"},
+                "skus": "x",
+                "products": 1,
+            }
+        )
+    ) == {
+        "payment_method",
+        "coupon_lines",
+        "meta_data",
+        "line_items",
     }
     assert required_fields(cond({"survey_score_at_least": 1})) == frozenset()
     assert required_fields(None) == frozenset()
@@ -153,18 +182,31 @@ def test_what_the_engine_must_fetch() -> None:
 # --- properties ------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True)
     | st.text(max_size=8)
     | st.sampled_from(["150000.00", "NaN", "-Infinity", "1e999999", "12,5", " 7 ", "sNaN"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
-                                                                   max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 # Orders with WooCommerce's keys holding arbitrary JSON, so the evaluator meets real shapes
 # as well as nonsense.
 order_keys = st.sampled_from(
-    ["total", "currency", "billing", "line_items", "payment_method", "coupon_lines",
-     "meta_data", "customer_id", "status"]
+    [
+        "total",
+        "currency",
+        "billing",
+        "line_items",
+        "payment_method",
+        "coupon_lines",
+        "meta_data",
+        "customer_id",
+        "status",
+    ]
 )
 orders = st.dictionaries(order_keys, json_values, max_size=9)
 realistic_orders = st.fixed_dictionaries(
@@ -175,16 +217,24 @@ realistic_orders = st.fixed_dictionaries(
         "payment_method": st.sampled_from(["cod", "bacs", "midtrans"]),
         "line_items": st.lists(
             st.fixed_dictionaries(
-                {"product_id": st.integers(1, 6), "variation_id": st.integers(0, 3),
-                 "sku": st.sampled_from(["a", "B", ""])}
+                {
+                    "product_id": st.integers(1, 6),
+                    "variation_id": st.integers(0, 3),
+                    "sku": st.sampled_from(["a", "B", ""]),
+                }
             ),
             max_size=4,
         ),
-        "coupon_lines": st.lists(st.fixed_dictionaries({"code": st.sampled_from(["x", "Y"])}),
-                                 max_size=2),
+        "coupon_lines": st.lists(
+            st.fixed_dictionaries({"code": st.sampled_from(["x", "Y"])}), max_size=2
+        ),
         "meta_data": st.lists(
-            st.fixed_dictionaries({"key": st.sampled_from(["gift", "src"]),
-                                   "value": st.sampled_from(["yes", "no", 1])}),
+            st.fixed_dictionaries(
+                {
+                    "key": st.sampled_from(["gift", "src"]),
+                    "value": st.sampled_from(["yes", "no", 1]),
+                }
+            ),
             max_size=3,
         ),
     }
@@ -194,20 +244,33 @@ facts = st.builds(
     order=realistic_orders | orders,
     prior_orders=st.none() | st.integers(0, 3),
     product_categories=st.dictionaries(
-        st.integers(1, 6), st.frozensets(st.sampled_from(["a", "b", "1"]), max_size=2),
+        st.integers(1, 6),
+        st.frozensets(st.sampled_from(["a", "b", "1"]), max_size=2),
         max_size=6,
     ),
     survey_score=st.none() | st.integers(1, 5),
 )
 
-leaves = st.sampled_from([
-    {"total_at_least": 100000}, {"total_at_most": 5000}, {"products": [1, 2]},
-    {"products": {"all": [1, 2]}}, {"skus": "b"}, {"categories": {"all": ["a", "1"]}},
-    {"customer": "first"}, {"customer": "repeat"}, {"country": ["ID", "MY"]},
-    {"payment_method": "cod"}, {"coupon_used": True}, {"coupon_used": False},
-    {"coupon_used": ["y"]}, {"meta": {"gift": "yes"}}, {"meta": {"src": None}},
-    {"survey_score_at_least": 3},
-]).map(cond)
+leaves = st.sampled_from(
+    [
+        {"total_at_least": 100000},
+        {"total_at_most": 5000},
+        {"products": [1, 2]},
+        {"products": {"all": [1, 2]}},
+        {"skus": "b"},
+        {"categories": {"all": ["a", "1"]}},
+        {"customer": "first"},
+        {"customer": "repeat"},
+        {"country": ["ID", "MY"]},
+        {"payment_method": "cod"},
+        {"coupon_used": True},
+        {"coupon_used": False},
+        {"coupon_used": ["y"]},
+        {"meta": {"gift": "yes"}},
+        {"meta": {"src": None}},
+        {"survey_score_at_least": 3},
+    ]
+).map(cond)
 trees: st.SearchStrategy[Condition] = st.recursive(
     leaves,
     lambda inner: st.one_of(
@@ -265,11 +328,21 @@ def test_a_mapping_with_several_tests_means_all(
 @given(orders | realistic_orders, st.sampled_from(list(Condition.model_fields)))
 def test_any_leaf_on_any_order_never_raises(order: dict[str, Any], name: str) -> None:
     samples: dict[str, object] = {
-        "all_of": [{"country": "ID"}], "any_of": [{"country": "ID"}],
-        "not_": {"country": "ID"}, "total_at_least": 1, "total_at_most": 1, "products": 1,
-        "skus": "a", "categories": "a", "customer": "first", "country": "ID",
-        "payment_method": "cod", "coupon_used": True, "meta": {"a": "b"},
+        "all_of": [{"country": "ID"}],
+        "any_of": [{"country": "ID"}],
+        "not_": {"country": "ID"},
+        "total_at_least": 1,
+        "total_at_most": 1,
+        "products": 1,
+        "skus": "a",
+        "categories": "a",
+        "customer": "first",
+        "country": "ID",
+        "payment_method": "cod",
+        "coupon_used": True,
+        "meta": {"a": "b"},
         "survey_score_at_least": 1,
+        "survey_score_at_most": 3,
     }
     condition = Condition.model_validate({name: samples[name]})
     assert isinstance(evaluate(condition, OrderFacts(order)), bool)

@@ -40,6 +40,14 @@ sequences:
         after: 30m
         template: thank-you
 """
+# Last, so tests that append sequences or sections keep their line numbers.
+HTTP_BLOCK = "http:\n  public_url: https://batiksari.co.id/wcf\n"
+VALID = VALID + HTTP_BLOCK
+
+
+def before_http(extra: str) -> str:
+    """VALID with ``extra`` appended to its sequences, before the trailing ``http`` block."""
+    return VALID.removesuffix(HTTP_BLOCK) + extra + HTTP_BLOCK
 
 
 @pytest.fixture
@@ -176,6 +184,7 @@ sequences:
         name: b
         after: 2h
 """
+        + HTTP_BLOCK
     )
     cfg = load_config(write(text), env=ENV)
     steps = cfg.sequences[0].steps
@@ -291,7 +300,8 @@ def test_problem_str_format() -> None:
             "  timezone: Asia/Jakarta\n  colour: red",
             (7, 3, "store"),
             "unknown key 'colour'; the keys allowed here are: name, url, consumer_key, "
-            "consumer_secret, timezone, language, request_timeout, verify_tls",
+            "consumer_secret, timezone, language, language_by_country, owner_email, "
+            "returns_url, request_timeout, verify_tls",
         ),
         (
             "  name: Toko Batik Sari",
@@ -403,7 +413,7 @@ def test_duplicate_keys_are_each_reported_and_validation_still_runs(
 def test_duplicate_names_are_reported_together_with_other_problems(
     write: Callable[[str], Path],
 ) -> None:
-    text = VALID + "  - name: thank-you\n    steps:\n      - name: x\n        template: y\n"
+    text = before_http("  - name: thank-you\n    steps:\n      - name: x\n        template: y\n")
     text = text.replace("store:", "store:\n  colour: red", 1)
     found = problems_in(write(text))
     assert [(p.line, p.location) for p in found] == [
@@ -445,7 +455,10 @@ def test_database_url_password_is_not_echoed(write: Callable[[str], Path]) -> No
     problem = one_problem(write(text))
     assert "hunter2" not in str(problem)
     assert problem.message.startswith("the value is not a database URL")
-    cfg = load_config(write(broken("  path: state.db", "  url: ${DB}")), env={**ENV, "DB": "postgresql+psycopg://me:hunter2@db/x"})
+    cfg = load_config(
+        write(broken("  path: state.db", "  url: ${DB}")),
+        env={**ENV, "DB": "postgresql+psycopg://me:hunter2@db/x"},
+    )
     assert "hunter2" not in repr(cfg) and "hunter2" not in str(cfg)
 
 
@@ -548,10 +561,20 @@ def test_top_level_must_be_a_mapping(write: Callable[[str], Path], text: str, ho
             "YAML syntax error: expected ',' or ']', but got '<stream end>' "
             "(while parsing a flow sequence, line 1)",
         ),
-        ("a: *nowhere\n", 1, 4, "YAML syntax error: found undefined alias 'nowhere'; "
-         "define the &anchor before using it"),
-        ("a: 1\n---\nb: 2\n", 2, 1, "YAML syntax error: but found another document "
-         "(expected a single document in the stream, line 1)"),
+        (
+            "a: *nowhere\n",
+            1,
+            4,
+            "YAML syntax error: found undefined alias 'nowhere'; "
+            "define the &anchor before using it",
+        ),
+        (
+            "a: 1\n---\nb: 2\n",
+            2,
+            1,
+            "YAML syntax error: but found another document "
+            "(expected a single document in the stream, line 1)",
+        ),
         ("a: \x01\n", 1, 4, "the control character U+0001 is not allowed in YAML; remove it"),
     ],
 )

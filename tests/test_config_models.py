@@ -34,9 +34,8 @@ DATA: dict[str, Any] = {
     },
     "sendgrid": {"api_key": "SG.key", "from_email": "Halo@Example.COM"},
     "database": {"path": "state.db"},
-    "sequences": [
-        {"name": "thank-you", "steps": [{"name": "thank-you", "template": "thank-you"}]}
-    ],
+    "sequences": [{"name": "thank-you", "steps": [{"name": "thank-you", "template": "thank-you"}]}],
+    "http": {"public_url": "https://shop.example.com/wcf"},
 }
 
 
@@ -90,9 +89,7 @@ def test_models_are_frozen_and_forbid_unknown_keys() -> None:
 
 
 def test_secrets_never_appear_in_repr_or_str() -> None:
-    cfg = Config.model_validate(
-        data(database={"url": "postgresql+psycopg://u:hunter2@db/x"})
-    )
+    cfg = Config.model_validate(data(database={"url": "postgresql+psycopg://u:hunter2@db/x"}))
     for text in (repr(cfg), str(cfg), repr(cfg.store), repr(cfg.database)):
         assert SECRET not in text
         assert "SG.key" not in text

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from test_config_loader import ENV, VALID
+from test_config_loader import ENV, HTTP_BLOCK, VALID
 
 from wcfollowup.config import (
     Condition,
@@ -37,7 +37,13 @@ def write(tmp_path: Path) -> Callable[[str], Path]:
 
 def with_step(extra: str, top: str = "") -> str:
     """VALID with the step's ``after: 30m`` line replaced by ``extra`` (and ``top`` appended)."""
-    return VALID.replace("        after: 30m\n", extra, 1) + top
+    return before_http(
+        VALID.replace("        after: 30m\n", extra, 1).removesuffix(HTTP_BLOCK), top
+    )
+
+
+def before_http(body: str, extra: str) -> str:
+    return body + extra + HTTP_BLOCK
 
 
 def with_conditions(text: str) -> str:
@@ -67,20 +73,32 @@ def test_example_shows_every_new_option() -> None:
     thanks, review, win_back = cfg.sequences
     assert thanks.steps[0].window_always
     assert thanks.steps[0].effective_window(cfg.send_window) is None
-    step = review.steps[0]
-    assert (step.anchor, step.after, step.template) == ("delivered", timedelta(days=3),
-                                                       "review-request")
+    survey, owner_alert, step = review.steps
+    assert (survey.kind, survey.after, survey.template) == ("survey", timedelta(days=1), "survey")
+    assert owner_alert.to == "owner"
+    assert owner_alert.only_if == Condition(survey_score_at_most=3)
+    assert (step.anchor, step.after, step.template) == (
+        "delivered",
+        timedelta(days=3),
+        "review-request",
+    )
+    assert step.kind == "review"
     assert step.window == SendWindow(
         days=frozenset(range(6)), hours=(time(9), time(20)), timezone="customer"
     )
     assert step.effective_window(cfg.send_window) is step.window
     assert step.cap == FrequencyCap(max=1, per=timedelta(days=30))
-    assert step.skip_if == Condition(meta={"_review_requested": "yes"})
+    assert step.skip_if == Condition.model_validate(
+        {"any": [{"survey_score_at_most": 3}, {"meta": {"_review_requested": "yes"}}]}
+    )
     assert review.conditions == Condition.model_validate(
         {"not": {"payment_method": "cod"}, "country": ["ID", "MY"]}
     )
     assert win_back.once_per_customer
-    assert win_back.steps[0].template == "win-back"
+    coupon_step = win_back.steps[0]
+    assert (coupon_step.kind, coupon_step.template) == ("coupon", "coupon")
+    assert coupon_step.coupon is not None and coupon_step.coupon.prefix == "TERIMAKASIH"
+    assert cfg.http is not None and cfg.http.listen == ("127.0.0.1", 8780)
     assert win_back.steps[0].effective_window(cfg.send_window) == cfg.send_window
     assert win_back.conditions is not None and win_back.conditions.all_of is not None
 
@@ -115,7 +133,11 @@ def test_after_with_an_anchor(
 def test_step_defaults_keep_the_old_api() -> None:
     step = StepConfig(name="a", template="b")
     assert (step.kind, step.after, step.anchor, step.window, step.cap) == (
-        "email", timedelta(0), "completed", None, None,
+        "email",
+        timedelta(0),
+        "completed",
+        None,
+        None,
     )
     assert (step.skip_if, step.only_if, step.window_always) == (None, None, False)
     default = SendWindow(days=frozenset({0}))
@@ -154,7 +176,9 @@ def test_after_mistakes(
 
 def test_a_delivery_step_needs_a_delivery_section(write: Callable[[str], Path]) -> None:
     assert one(write(with_step("        after: {delivered: 3d}\n"))) == (
-        16, 9, "sequences[0].steps[0].after",
+        16,
+        9,
+        "sequences[0].steps[0].after",
         "step 'thank-you' waits for delivery, but the config has no 'delivery' section saying "
         "how delivery is known; add one (see config.example.yaml), or count from completion: "
         "after: 3d",
@@ -172,7 +196,9 @@ def test_delivery_options(write: Callable[[str], Path]) -> None:
     delivery = load_config(write(VALID + top), ENV).delivery
     assert delivery is not None
     assert (delivery.status, delivery.meta_key, delivery.assume_after) == (
-        "delivered", "_delivered_at", timedelta(days=10),
+        "delivered",
+        "_delivered_at",
+        timedelta(days=10),
     )
     assert delivery.tracking is not None
     assert delivery.tracking.meta_key == "_wc_shipment_tracking_items"
@@ -194,16 +220,22 @@ def test_delivery_options(write: Callable[[str], Path]) -> None:
             "'completed' is a WooCommerce core status; the delivered status must be a custom one "
             "that your store sets when the parcel arrives, such as 'delivered'",
         ),
-        ("delivery: {tracking: {}}\n", (18, 12, "delivery.tracking"),
-         "missing required key 'transit'"),
-        ("delivery: {asume_after: 3d}\n", (18, 12, "delivery"),
-         "unknown key 'asume_after'; did you mean 'assume_after'?"),
+        (
+            "delivery: {tracking: {}}\n",
+            (18, 12, "delivery.tracking"),
+            "missing required key 'transit'",
+        ),
+        (
+            "delivery: {asume_after: 3d}\n",
+            (18, 12, "delivery"),
+            "unknown key 'asume_after'; did you mean 'assume_after'?",
+        ),
     ],
 )
 def test_delivery_mistakes(
     write: Callable[[str], Path], top: str, where: tuple[int, int, str], message: str
 ) -> None:
-    assert one(write(VALID + top)) == (*where, message)
+    assert one(write(before_http(VALID.removesuffix(HTTP_BLOCK), top))) == (*where, message)
 
 
 # --- send windows and caps ---------------------------------------------------------------------
@@ -235,43 +267,75 @@ def test_day_spellings(days: str | list[str], expected: set[int]) -> None:
 def test_window_hours_and_defaults() -> None:
     window = SendWindow.model_validate({"hours": "9:00 - 20:30"})
     assert (window.start, window.end, window.days, window.timezone) == (
-        time(9), time(20, 30), frozenset(range(7)), "store",
+        time(9),
+        time(20, 30),
+        frozenset(range(7)),
+        "store",
     )
     assert SendWindow.model_validate({"hours": "20:00-24:00"}).end == time.max
     assert SendWindow(start=time(9), end=time(17)).hours == (time(9), time(17))  # type: ignore[call-arg]
     assert SendWindow.model_validate({"days": "mon"}).model_dump(mode="json") == {
-        "days": "mon", "hours": "00:00-24:00", "timezone": "store",
+        "days": "mon",
+        "hours": "00:00-24:00",
+        "timezone": "store",
     }
 
 
 @pytest.mark.parametrize(
     ("window", "where", "message"),
     [
-        ("window: sometimes", (17, 17, "sequences[0].steps[0].window"),
-         "'sometimes' is not a send window; write 'always' or a mapping like "
-         '{days: mon-sat, hours: "09:00-20:00"}'),
-        ("window: {days: mon-frj}", (17, 24, "sequences[0].steps[0].window.days"),
-         "'mon-frj' is not a list of days ('frj' is not a day; did you mean 'fri'?); write days "
-         "like mon-fri, mon-sat, sat,sun, daily or a list [mon, wed]"),
-        ("window: {days: [mon, tuseday]}", (17, 30, "sequences[0].steps[0].window.days[1]"),
-         "'tuseday' is not a day (did you mean 'tue'?); write days like mon-fri, mon-sat, "
-         "sat,sun, daily or a list [mon, wed]"),
-        ("window: {hours: '20:00-09:00'}", (17, 25, "sequences[0].steps[0].window.hours"),
-         "'20:00-09:00' is not a time range (the end must be after the start; a window cannot "
-         "run past midnight, so split it or use 24:00 as the end); write hours like "
-         '"09:00-20:00" (24-hour clock, start before end)'),
-        ("window: {hours: 9-25}", (17, 25, "sequences[0].steps[0].window.hours"),
-         "'9-25' is not a time range ('25' is not a time of day); write hours like "
-         '"09:00-20:00" (24-hour clock, start before end)'),
-        ("window: {timezone: customr}", (17, 28, "sequences[0].steps[0].window.timezone"),
-         "expected 'store' or 'customer', got 'customr'"),
-        ("cap: {max: 0}", (17, 20, "sequences[0].steps[0].cap.max"),
-         "must be at least 1, got the number 0"),
-        ("cap: {per: 30}", (17, 20, "sequences[0].steps[0].cap.per"),
-         "the number 30 has no unit; write it like 30s, 30m, 30h or 30d (s=seconds, m=minutes, "
-         "h=hours, d=days, w=weeks)"),
-        ("cap: {kye: x}", (17, 15, "sequences[0].steps[0].cap"),
-         "unknown key 'kye'; did you mean 'key'?"),
+        (
+            "window: sometimes",
+            (17, 17, "sequences[0].steps[0].window"),
+            "'sometimes' is not a send window; write 'always' or a mapping like "
+            '{days: mon-sat, hours: "09:00-20:00"}',
+        ),
+        (
+            "window: {days: mon-frj}",
+            (17, 24, "sequences[0].steps[0].window.days"),
+            "'mon-frj' is not a list of days ('frj' is not a day; did you mean 'fri'?); write days "
+            "like mon-fri, mon-sat, sat,sun, daily or a list [mon, wed]",
+        ),
+        (
+            "window: {days: [mon, tuseday]}",
+            (17, 30, "sequences[0].steps[0].window.days[1]"),
+            "'tuseday' is not a day (did you mean 'tue'?); write days like mon-fri, mon-sat, "
+            "sat,sun, daily or a list [mon, wed]",
+        ),
+        (
+            "window: {hours: '20:00-09:00'}",
+            (17, 25, "sequences[0].steps[0].window.hours"),
+            "'20:00-09:00' is not a time range (the end must be after the start; a window cannot "
+            "run past midnight, so split it or use 24:00 as the end); write hours like "
+            '"09:00-20:00" (24-hour clock, start before end)',
+        ),
+        (
+            "window: {hours: 9-25}",
+            (17, 25, "sequences[0].steps[0].window.hours"),
+            "'9-25' is not a time range ('25' is not a time of day); write hours like "
+            '"09:00-20:00" (24-hour clock, start before end)',
+        ),
+        (
+            "window: {timezone: customr}",
+            (17, 28, "sequences[0].steps[0].window.timezone"),
+            "expected 'store' or 'customer', got 'customr'",
+        ),
+        (
+            "cap: {max: 0}",
+            (17, 20, "sequences[0].steps[0].cap.max"),
+            "must be at least 1, got the number 0",
+        ),
+        (
+            "cap: {per: 30}",
+            (17, 20, "sequences[0].steps[0].cap.per"),
+            "the number 30 has no unit; write it like 30s, 30m, 30h or 30d (s=seconds, m=minutes, "
+            "h=hours, d=days, w=weeks)",
+        ),
+        (
+            "cap: {kye: x}",
+            (17, 15, "sequences[0].steps[0].cap"),
+            "unknown key 'kye'; did you mean 'key'?",
+        ),
     ],
 )
 def test_window_and_cap_mistakes(
@@ -343,39 +407,75 @@ def test_a_list_means_all_and_code_may_use_python_names() -> None:
 @pytest.mark.parametrize(
     ("text", "where", "message"),
     [
-        ("      total_atleast: 100\n", (15, 7, "sequences[0].conditions"),
-         "unknown condition 'total_atleast'; did you mean 'total_at_least'?"),
-        ("      min_total: 100\n", (15, 7, "sequences[0].conditions"),
-         "unknown condition 'min_total'; did you mean 'total_at_least'?"),
-        ("      weather: sunny\n", (15, 7, "sequences[0].conditions"),
-         "unknown condition 'weather'; the conditions are: all, any, not, total_at_least, "
-         "total_at_most, products, skus, categories, customer, country, payment_method, "
-         "coupon_used, meta, survey_score_at_least"),
-        ("      any:\n        - country: ID\n        - not: {paymnt_method: cod}\n",
-         (17, 17, "sequences[0].conditions.any[1].not"),
-         "unknown condition 'paymnt_method'; did you mean 'payment_method'?"),
-        ("      total_at_least: 150.000\n", (15, 23, "sequences[0].conditions.total_at_least"),
-         "'150.000' is ambiguous; write the amount without thousands separators, like 150000"),
-        ("      total_at_least: Rp 150000\n",
-         (15, 23, "sequences[0].conditions.total_at_least"),
-         "'Rp 150000' is not an amount; write digits only, like 150000 or 49.90 "
-         "(no currency symbol, no thousands separators)"),
-        ("      country: [ID, Malaysia]\n", (15, 21, "sequences[0].conditions.country[1]"),
-         "'Malaysia' is not a two-letter country code; did you mean MY?"),
-        ("      customer: frist\n", (15, 17, "sequences[0].conditions.customer"),
-         "expected 'first' or 'repeat', got 'frist'"),
-        ("      any: []\n", (15, 7, "sequences[0].conditions.any"),
-         "the list is empty; write at least one condition below 'any'"),
-        ("      products: {all: [11, abc]}\n",
-         (15, 28, "sequences[0].conditions.products.all[1]"),
-         "expected a whole number, got 'abc'"),
-        ("      products: {some: [11]}\n", (15, 18, "sequences[0].conditions.products"),
-         "unknown key 'some'; the keys allowed here are: any, all"),
-        ("      meta: {gift: true}\n", (15, 20, "sequences[0].conditions.meta.gift"),
-         "true is ambiguous here; write the exact text the order stores, in quotes, like "
-         "'yes' or '1'"),
-        ("      not:\n", (14, 5, "sequences[0].conditions"),
-         "write at least one condition, like 'total_at_least: 150000' or 'country: ID'"),
+        (
+            "      total_atleast: 100\n",
+            (15, 7, "sequences[0].conditions"),
+            "unknown condition 'total_atleast'; did you mean 'total_at_least'?",
+        ),
+        (
+            "      min_total: 100\n",
+            (15, 7, "sequences[0].conditions"),
+            "unknown condition 'min_total'; did you mean 'total_at_least'?",
+        ),
+        (
+            "      weather: sunny\n",
+            (15, 7, "sequences[0].conditions"),
+            "unknown condition 'weather'; the conditions are: all, any, not, total_at_least, "
+            "total_at_most, products, skus, categories, customer, country, payment_method, "
+            "coupon_used, meta, survey_score_at_least, survey_score_at_most",
+        ),
+        (
+            "      any:\n        - country: ID\n        - not: {paymnt_method: cod}\n",
+            (17, 17, "sequences[0].conditions.any[1].not"),
+            "unknown condition 'paymnt_method'; did you mean 'payment_method'?",
+        ),
+        (
+            "      total_at_least: 150.000\n",
+            (15, 23, "sequences[0].conditions.total_at_least"),
+            "'150.000' is ambiguous; write the amount without thousands separators, like 150000",
+        ),
+        (
+            "      total_at_least: Rp 150000\n",
+            (15, 23, "sequences[0].conditions.total_at_least"),
+            "'Rp 150000' is not an amount; write digits only, like 150000 or 49.90 "
+            "(no currency symbol, no thousands separators)",
+        ),
+        (
+            "      country: [ID, Malaysia]\n",
+            (15, 21, "sequences[0].conditions.country[1]"),
+            "'Malaysia' is not a two-letter country code; did you mean MY?",
+        ),
+        (
+            "      customer: frist\n",
+            (15, 17, "sequences[0].conditions.customer"),
+            "expected 'first' or 'repeat', got 'frist'",
+        ),
+        (
+            "      any: []\n",
+            (15, 7, "sequences[0].conditions.any"),
+            "the list is empty; write at least one condition below 'any'",
+        ),
+        (
+            "      products: {all: [11, abc]}\n",
+            (15, 28, "sequences[0].conditions.products.all[1]"),
+            "expected a whole number, got 'abc'",
+        ),
+        (
+            "      products: {some: [11]}\n",
+            (15, 18, "sequences[0].conditions.products"),
+            "unknown key 'some'; the keys allowed here are: any, all",
+        ),
+        (
+            "      meta: {gift: true}\n",
+            (15, 20, "sequences[0].conditions.meta.gift"),
+            "true is ambiguous here; write the exact text the order stores, in quotes, like "
+            "'yes' or '1'",
+        ),
+        (
+            "      not:\n",
+            (14, 5, "sequences[0].conditions"),
+            "write at least one condition, like 'total_at_least: 150000' or 'country: ID'",
+        ),
     ],
 )
 def test_condition_mistakes_point_at_their_line(
@@ -385,14 +485,22 @@ def test_condition_mistakes_point_at_their_line(
 
 
 def test_step_guards_report_their_own_place(write: Callable[[str], Path]) -> None:
-    text = with_step("        after: 30m\n        skip_if: {coupon_usd: true}\n"
-                     "        only_if: {country: Indonesia}\n")
+    text = with_step(
+        "        after: 30m\n        skip_if: {coupon_usd: true}\n"
+        "        only_if: {country: Indonesia}\n"
+    )
     found = [(p.line, p.location, p.message) for p in problems(write(text))]
     assert found == [
-        (17, "sequences[0].steps[0].skip_if",
-         "unknown condition 'coupon_usd'; did you mean 'coupon_used'?"),
-        (18, "sequences[0].steps[0].only_if.country",
-         "'Indonesia' is not a two-letter country code; did you mean ID?"),
+        (
+            17,
+            "sequences[0].steps[0].skip_if",
+            "unknown condition 'coupon_usd'; did you mean 'coupon_used'?",
+        ),
+        (
+            18,
+            "sequences[0].steps[0].only_if.country",
+            "'Indonesia' is not a two-letter country code; did you mean ID?",
+        ),
     ]
 
 

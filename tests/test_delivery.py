@@ -85,8 +85,10 @@ def test_tracking_uses_the_latest_shipment_plus_transit() -> None:
         order(meta_data=meta("_wc_shipment_tracking_items", items)), config, JAKARTA
     )
     assert found == datetime.fromtimestamp(1731369600, UTC) + timedelta(days=3)
-    assert delivered_at(order(meta_data=meta("_wc_shipment_tracking_items", [])), config,
-                        JAKARTA) is None
+    assert (
+        delivered_at(order(meta_data=meta("_wc_shipment_tracking_items", [])), config, JAKARTA)
+        is None
+    )
 
 
 def test_the_earliest_signal_wins_and_assume_after_is_only_a_fallback() -> None:
@@ -95,8 +97,10 @@ def test_the_earliest_signal_wins_and_assume_after_is_only_a_fallback() -> None:
         status="delivered",
         meta_data=[
             {"key": "_delivered_at", "value": "2026-11-24 08:00"},
-            {"key": "_wc_shipment_tracking_items",
-             "value": [{"date_shipped": str(int(shipped.timestamp()))}]},
+            {
+                "key": "_wc_shipment_tracking_items",
+                "value": [{"date_shipped": str(int(shipped.timestamp()))}],
+            },
         ],
     )
     assert delivered_at(data, EVERYTHING, JAKARTA) == shipped + timedelta(days=2)
@@ -109,7 +113,10 @@ def test_fields_and_statuses_for_the_poll() -> None:
     assert delivery_fields(None) == frozenset()
     assert delivery_fields(DeliveryConfig(status="delivered")) == {"status", "date_modified_gmt"}
     assert delivery_fields(EVERYTHING) == {
-        "status", "meta_data", "date_modified_gmt", "date_completed_gmt",
+        "status",
+        "meta_data",
+        "date_modified_gmt",
+        "date_completed_gmt",
     }
     assert delivery_statuses(EVERYTHING) == {"delivered"}
     assert delivery_statuses(DeliveryConfig(assume_after=timedelta(days=1))) == frozenset()
@@ -118,8 +125,9 @@ def test_fields_and_statuses_for_the_poll() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["key", "value", "date_shipped", "x"]), inner, max_size=3
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["key", "value", "date_shipped", "x"]), inner, max_size=3)
     ),
     max_leaves=10,
 )
@@ -140,9 +148,13 @@ def test_broken_orders_never_raise(data: dict[str, Any]) -> None:
 def test_dates_at_the_edge_of_time_do_not_overflow() -> None:
     data = order(
         date_completed_gmt="9999-12-31T23:00:00",
-        meta_data=[{"key": "_wc_shipment_tracking_items",
-                    "value": [{"date_shipped": "9999-12-31T00:00:00"}]},
-                   {"key": "_delivered_at", "value": "0001-01-01T00:00:00+05:00"}],
+        meta_data=[
+            {
+                "key": "_wc_shipment_tracking_items",
+                "value": [{"date_shipped": "9999-12-31T00:00:00"}],
+            },
+            {"key": "_delivered_at", "value": "0001-01-01T00:00:00+05:00"},
+        ],
     )
     assert delivered_at(data, EVERYTHING, JAKARTA) is None
     assert assumed_delivered_at(data, EVERYTHING) is None

@@ -43,10 +43,12 @@ def test_the_example_config_runs_against_the_sandbox(
         tick(daemon, clock, timedelta(days=2))
         sandbox.store.set_status(transfer, "delivered")
         tick(daemon, clock, timedelta(days=40))
-        sent = {(m.order_id, m.sequence) for m in daemon.state.messages(status="sent")}
+        sent = {(m.order_id, m.sequence, m.step) for m in daemon.state.messages(status="sent")}
     finally:
         daemon.close()
-    assert (cod, "thank-you") in sent and (transfer, "thank-you") in sent
-    assert (transfer, "review-request") in sent
-    assert (cod, "review-request") not in sent  # cash on delivery is excluded by conditions
+    sequences = {(order, sequence) for order, sequence, _step in sent}
+    assert (cod, "thank-you") in sequences and (transfer, "thank-you") in sequences
+    assert (transfer, "review-request", "how-was-it") in sent  # the survey
+    assert (transfer, "review-request", "ask-for-review") in sent  # no answer: not unhappy
+    assert (cod, "review-request") not in sequences  # cash on delivery is excluded
     assert len(sandbox.sink.messages) == len(sent)

@@ -60,8 +60,9 @@ def valid_payload() -> dict[str, Any]:
 
 
 class TestAccepted:
-    def test_send_is_202_with_a_message_id_and_is_recorded(self, sb: Sandbox,
-                                                            clock: FakeClock) -> None:
+    def test_send_is_202_with_a_message_id_and_is_recorded(
+        self, sb: Sandbox, clock: FakeClock
+    ) -> None:
         clock.advance(timedelta(hours=2))
         response = client(sb).send(thank_you())
         assert response.status_code == 202
@@ -103,9 +104,14 @@ class TestRejected:
         with pytest.raises(UnauthorizedError) as caught:
             client(sb, key="SG.wrong").send(thank_you())
         assert caught.value.status_code == 401
-        assert json.loads(caught.value.body) == {"errors": [{
-            "field": None,
-            "message": "The provided authorization grant is invalid, expired, or revoked"}]}
+        assert json.loads(caught.value.body) == {
+            "errors": [
+                {
+                    "field": None,
+                    "message": "The provided authorization grant is invalid, expired, or revoked",
+                }
+            ]
+        }
         assert sb.sink.messages == []
 
     def test_missing_subject_from_and_content_are_all_reported(self, sb: Sandbox) -> None:
@@ -131,23 +137,24 @@ class TestRejected:
         payload["personalizations"][0]["to"][0]["email"] = "not-an-email"
         payload["content"][1]["value"] = ""
         errors = json.loads(raw_send(sb, payload).body)["errors"]
-        assert {e["field"] for e in errors} == {"personalizations.0.to.0.email",
-                                                "content.1.value"}
+        assert {e["field"] for e in errors} == {"personalizations.0.to.0.email", "content.1.value"}
 
     def test_no_personalizations_or_no_recipients(self, sb: Sandbox) -> None:
         payload = valid_payload()
         payload["personalizations"] = []
         assert json.loads(raw_send(sb, payload).body)["errors"][0]["field"] == "personalizations"
         payload["personalizations"] = [{"to": []}]
-        assert json.loads(raw_send(sb, payload).body)["errors"][0]["field"] == \
-            "personalizations.0.to"
+        assert (
+            json.loads(raw_send(sb, payload).body)["errors"][0]["field"] == "personalizations.0.to"
+        )
 
     def test_html_before_plain_text_is_rejected(self, sb: Sandbox) -> None:
-        mail = Mail(from_email="halo@tokosari.example", to_emails="a@example.test",
-                    subject="Hi")
+        mail = Mail(from_email="halo@tokosari.example", to_emails="a@example.test", subject="Hi")
         payload: dict[str, Any] = mail.get()
-        payload["content"] = [Content("text/html", "<p>x</p>").get(),
-                              Content("text/plain", "x").get()]
+        payload["content"] = [
+            Content("text/html", "<p>x</p>").get(),
+            Content("text/plain", "x").get(),
+        ]
         assert json.loads(raw_send(sb, payload).body)["errors"][0]["field"] == "content"
 
     def test_sandbox_mode_must_be_a_json_boolean(self, sb: Sandbox) -> None:
@@ -158,8 +165,11 @@ class TestRejected:
         assert "boolean" in error["message"]
 
     def test_body_that_is_not_json_is_a_bad_request(self, sb: Sandbox) -> None:
-        response = requests.post(f"{sb.sendgrid_host}/v3/mail/send", data=b"{nope",
-                                 headers={"Authorization": f"Bearer {sb.sendgrid_api_key}"},
-                                 timeout=10)
+        response = requests.post(
+            f"{sb.sendgrid_host}/v3/mail/send",
+            data=b"{nope",
+            headers={"Authorization": f"Bearer {sb.sendgrid_api_key}"},
+            timeout=10,
+        )
         assert response.status_code == 400
         assert response.json()["errors"][0]["message"] == "Bad Request"

@@ -28,20 +28,28 @@ PER_PAGE_ERROR = {
     "data": {
         "status": 400,
         "params": {"per_page": "per_page must be between 1 (inclusive) and 100 (inclusive)"},
-        "details": {"per_page": {
-            "code": "rest_out_of_bounds",
-            "message": "per_page must be between 1 (inclusive) and 100 (inclusive)",
-            "data": None,
-        }},
+        "details": {
+            "per_page": {
+                "code": "rest_out_of_bounds",
+                "message": "per_page must be between 1 (inclusive) and 100 (inclusive)",
+                "data": None,
+            }
+        },
     },
 }
-CANNOT_LIST = {"code": "woocommerce_rest_cannot_view",
-               "message": "Sorry, you cannot list resources.", "data": {"status": 401}}
+CANNOT_LIST = {
+    "code": "woocommerce_rest_cannot_view",
+    "message": "Sorry, you cannot list resources.",
+    "data": {"status": 401},
+}
 
 
 def auth_error(message: str) -> dict[str, Any]:
-    return {"code": "woocommerce_rest_authentication_error", "message": message,
-            "data": {"status": 401}}
+    return {
+        "code": "woocommerce_rest_authentication_error",
+        "message": message,
+        "data": {"status": 401},
+    }
 
 
 @pytest.fixture
@@ -56,15 +64,27 @@ def sb(clock: FakeClock) -> Iterator[Sandbox]:
 
 
 def wc(sb: Sandbox, secret: str | None = None, key: str | None = None) -> API:
-    return API(url=sb.store_url, consumer_key=key or sb.consumer_key,
-               consumer_secret=secret or sb.consumer_secret, version="wc/v3", timeout=10)
+    return API(
+        url=sb.store_url,
+        consumer_key=key or sb.consumer_key,
+        consumer_secret=secret or sb.consumer_secret,
+        version="wc/v3",
+        timeout=10,
+    )
 
 
 def signed_url(sb: Sandbox, endpoint: str, timestamp: int | None = None) -> str:
     url = f"{sb.store_url}/wp-json/wc/v3/{endpoint}"
-    return str(OAuth(url=url, consumer_key=sb.consumer_key, consumer_secret=sb.consumer_secret,
-                 version="wc/v3", method="GET",
-                 oauth_timestamp=timestamp or int(time.time())).get_oauth_url())
+    return str(
+        OAuth(
+            url=url,
+            consumer_key=sb.consumer_key,
+            consumer_secret=sb.consumer_secret,
+            version="wc/v3",
+            method="GET",
+            oauth_timestamp=timestamp or int(time.time()),
+        ).get_oauth_url()
+    )
 
 
 def ids(response: requests.Response) -> list[int]:
@@ -81,8 +101,7 @@ class TestOrderJson:
         """Money is a 2-decimal string, price a number, number a string, dates offset-free."""
         with open("/work/shared/woocommerce/order-completed.json") as handle:
             captured = json.load(handle)
-        order_id = next(i for i in sb.store.orders_ids("completed")
-                        if sb.store.get(i)["refunds"])
+        order_id = next(i for i in sb.store.orders_ids("completed") if sb.store.get(i)["refunds"])
         order = wc(sb).get(f"orders/{order_id}").json()
         for name, value in captured.items():
             assert name in order, name
@@ -113,17 +132,27 @@ class TestOrderJson:
     def test_seed_history_spans_statuses_and_lies_in_the_past(self, sb: Sandbox) -> None:
         orders = wc(sb).get("orders", params={"per_page": 100}).json()
         assert len(orders) == 20
-        assert {o["status"] for o in orders} >= {"completed", "processing", "refunded",
-                                                  "cancelled", "on-hold", "pending", "failed"}
-        assert all(datetime.fromisoformat(o["date_modified_gmt"]) < naive_dt(START)
-                   for o in orders)
+        assert {o["status"] for o in orders} >= {
+            "completed",
+            "processing",
+            "refunded",
+            "cancelled",
+            "on-hold",
+            "pending",
+            "failed",
+        }
+        assert all(datetime.fromisoformat(o["date_modified_gmt"]) < naive_dt(START) for o in orders)
         completed = [o for o in orders if o["status"] == "completed"]
         assert all(o["date_completed_gmt"] for o in completed)
-        assert all(o["date_completed_gmt"] is None
-                   for o in orders if o["status"] in ("pending", "failed", "cancelled"))
+        assert all(
+            o["date_completed_gmt"] is None
+            for o in orders
+            if o["status"] in ("pending", "failed", "cancelled")
+        )
 
     def test_fake_clock_drives_written_timestamps_and_the_date_header(
-            self, sb: Sandbox, clock: FakeClock) -> None:
+        self, sb: Sandbox, clock: FakeClock
+    ) -> None:
         first = wc(sb).get("orders")
         assert first.headers["Date"] == "Sun, 22 Nov 2026 08:00:00 GMT"
         clock.advance(timedelta(days=3, minutes=5, seconds=7.6))
@@ -144,15 +173,18 @@ class TestFilters:
         assert sorted(ids(completed)) == sb.store.orders_ids("completed")
         assert completed.headers["X-WP-Total"] == str(len(sb.store.orders_ids("completed")))
         both = api.get("orders", params={"status": "completed,processing", "per_page": 100})
-        assert sorted(ids(both)) == sorted(sb.store.orders_ids("completed")
-                                           + sb.store.orders_ids("processing"))
+        assert sorted(ids(both)) == sorted(
+            sb.store.orders_ids("completed") + sb.store.orders_ids("processing")
+        )
         assert api.get("orders", params={"status": "trash"}).json() == []
 
     def test_unknown_status_is_the_captured_400(self, sb: Sandbox) -> None:
         response = wc(sb).get("orders", params={"status": "bogus"})
         assert response.status_code == 400
-        message = ("status[0] is not one of any, trash, auto-draft, pending, processing, "
-                   "on-hold, completed, cancelled, refunded, failed, and checkout-draft.")
+        message = (
+            "status[0] is not one of any, trash, auto-draft, pending, processing, "
+            "on-hold, completed, cancelled, refunded, failed, and checkout-draft."
+        )
         assert response.json()["data"]["params"] == {"status": message}
         assert response.json()["data"]["details"]["status"]["code"] == "rest_not_in_enum"
 
@@ -185,15 +217,18 @@ class TestFilters:
             response = wc(sb).get("orders", params={"modified_after": value})
             assert response.status_code == 400
             assert response.json()["data"]["params"] == {"modified_after": "Invalid date."}
-            assert response.json()["data"]["details"]["modified_after"]["code"] == \
-                "rest_invalid_date"
+            assert (
+                response.json()["data"]["details"]["modified_after"]["code"] == "rest_invalid_date"
+            )
 
     def test_after_filters_on_creation_and_customer_and_search(self, sb: Sandbox) -> None:
         api = wc(sb)
-        recent = api.get("orders", params={"after": naive(START - timedelta(days=2)),
-                                           "dates_are_gmt": "true"}).json()
-        assert recent and all(o["date_created_gmt"] > naive(START - timedelta(days=2))
-                              for o in recent)
+        recent = api.get(
+            "orders", params={"after": naive(START - timedelta(days=2)), "dates_are_gmt": "true"}
+        ).json()
+        assert recent and all(
+            o["date_created_gmt"] > naive(START - timedelta(days=2)) for o in recent
+        )
         siti = api.get("orders", params={"customer": 2, "per_page": 100}).json()
         assert siti and {o["billing"]["email"] for o in siti} == {"siti.rahmawati@example.test"}
         found = api.get("orders", params={"search": "SANTOSO"}).json()
@@ -201,9 +236,17 @@ class TestFilters:
 
     def test_orderby_modified_ascending_breaks_ties_by_id(self, sb: Sandbox) -> None:
         new = sb.store.add_orders(5, status="completed")
-        response = wc(sb).get("orders", params={
-            "orderby": "modified", "order": "asc", "status": "completed", "per_page": 100,
-            "modified_after": naive(START - timedelta(seconds=1)), "dates_are_gmt": "true"})
+        response = wc(sb).get(
+            "orders",
+            params={
+                "orderby": "modified",
+                "order": "asc",
+                "status": "completed",
+                "per_page": 100,
+                "modified_after": naive(START - timedelta(seconds=1)),
+                "dates_are_gmt": "true",
+            },
+        )
         assert ids(response) == new
 
     def test_include_returns_just_those_orders(self, sb: Sandbox) -> None:
@@ -253,7 +296,8 @@ class TestPagination:
         response = wc(sb).get("orders", params={"page": 0})
         assert response.status_code == 400
         assert response.json()["data"]["params"] == {
-            "page": "page must be greater than or equal to 1"}
+            "page": "page must be greater than or equal to 1"
+        }
 
 
 class TestFields:
@@ -261,23 +305,26 @@ class TestFields:
         sb.store.add_orders(100)
         api = wc(sb)
         full = api.get("orders", params={"per_page": 100})
-        slim = api.get("orders", params={"per_page": 100,
-                                         "_fields": "id,status,date_modified_gmt"})
+        slim = api.get("orders", params={"per_page": 100, "_fields": "id,status,date_modified_gmt"})
         assert ids(full) == ids(slim)
         ratio = len(slim.content) / len(full.content)
-        print(f"\n_fields bytes/order: {len(slim.content) / 100:.0f} vs "
-              f"{len(full.content) / 100:.0f} (ratio {ratio:.3f})")
+        print(
+            f"\n_fields bytes/order: {len(slim.content) / 100:.0f} vs "
+            f"{len(full.content) / 100:.0f} (ratio {ratio:.3f})"
+        )
         assert ratio <= 1 / 3
         assert set(slim.json()[0]) == {"id", "status", "date_modified_gmt"}
 
     def test_dotted_paths_reach_into_objects_but_drop_arrays(self, sb: Sandbox) -> None:
         api = wc(sb)
-        item = api.get("orders", params={
-            "per_page": 1, "_fields": "id,billing.email,nonexistent"}).json()[0]
+        item = api.get(
+            "orders", params={"per_page": 1, "_fields": "id,billing.email,nonexistent"}
+        ).json()[0]
         assert list(item) == ["id", "billing"] and list(item["billing"]) == ["email"]
         order_id = item["id"]
-        single = api.get(f"orders/{order_id}",
-                         params={"_fields": "id,refunds,line_items.sku"}).json()
+        single = api.get(
+            f"orders/{order_id}", params={"_fields": "id,refunds,line_items.sku"}
+        ).json()
         assert set(single) == {"id", "refunds", "_links"}
 
 
@@ -286,8 +333,11 @@ class TestErrors:
         api = wc(sb)
         missing = api.get("orders/999999")
         assert missing.status_code == 404
-        assert missing.json() == {"code": "woocommerce_rest_shop_order_invalid_id",
-                                  "message": "Invalid ID.", "data": {"status": 404}}
+        assert missing.json() == {
+            "code": "woocommerce_rest_shop_order_invalid_id",
+            "message": "Invalid ID.",
+            "data": {"status": 404},
+        }
         for endpoint in ("orders/abc", "nonexistent-endpoint"):
             response = api.get(endpoint)
             assert response.status_code == 404
@@ -304,7 +354,8 @@ class TestErrors:
         response = wc(sb, secret="cs_wrong").get("orders")
         assert response.status_code == 401
         assert response.json() == auth_error(
-            "Invalid signature - provided signature does not match.")
+            "Invalid signature - provided signature does not match."
+        )
 
     def test_replayed_signed_url_is_a_used_nonce(self, sb: Sandbox) -> None:
         url = signed_url(sb, "orders")
@@ -325,9 +376,12 @@ class TestErrors:
 
         url = f"{sb.store_url}/wp-json/wc/v3/orders"
         params: dict[str, Any] = {
-            "per_page": "2", "oauth_consumer_key": sb.consumer_key,
-            "oauth_timestamp": str(int(time.time())), "oauth_nonce": "sha1nonce",
-            "oauth_signature_method": "HMAC-SHA1"}
+            "per_page": "2",
+            "oauth_consumer_key": sb.consumer_key,
+            "oauth_timestamp": str(int(time.time())),
+            "oauth_nonce": "sha1nonce",
+            "oauth_signature_method": "HMAC-SHA1",
+        }
         params["oauth_signature"] = sign("GET", url, params, sb.consumer_secret, "HMAC-SHA1")
         assert requests.get(url, params=params, timeout=10).status_code == 200
 
@@ -336,8 +390,11 @@ class TestErrors:
         for response in (
             requests.get(url, timeout=10),
             requests.get(url, auth=(sb.consumer_key, sb.consumer_secret), timeout=10),
-            requests.get(url, params={"consumer_key": sb.consumer_key,
-                                      "consumer_secret": sb.consumer_secret}, timeout=10),
+            requests.get(
+                url,
+                params={"consumer_key": sb.consumer_key, "consumer_secret": sb.consumer_secret},
+                timeout=10,
+            ),
         ):
             assert response.status_code == 401
             assert response.json() == CANNOT_LIST
@@ -348,16 +405,25 @@ class TestErrors:
         response = api.post("orders", {"status": "processing"})
         assert response.status_code == 401
         assert response.json() == auth_error(
-            "The API key provided does not have write permissions.")
+            "The API key provided does not have write permissions."
+        )
 
 
 class TestCouponsAndReviews:
     def test_coupon_creation_normalises_like_woocommerce_6_6(self, sb: Sandbox) -> None:
         api = wc(sb)
-        created = api.post("coupons", {
-            "code": "THANKS-SITI-10", "discount_type": "percent", "amount": "10",
-            "usage_limit": 1, "email_restrictions": ["Siti.Rahmawati@Example.TEST", "nope"],
-            "date_expires": "2026-12-31T23:59:59", "date_expires_gmt": "2026-01-01T00:00:00"})
+        created = api.post(
+            "coupons",
+            {
+                "code": "THANKS-SITI-10",
+                "discount_type": "percent",
+                "amount": "10",
+                "usage_limit": 1,
+                "email_restrictions": ["Siti.Rahmawati@Example.TEST", "nope"],
+                "date_expires": "2026-12-31T23:59:59",
+                "date_expires_gmt": "2026-01-01T00:00:00",
+            },
+        )
         assert created.status_code == 201
         coupon = created.json()
         assert coupon["code"] == "thanks-siti-10" and coupon["amount"] == "10.00"
@@ -367,17 +433,20 @@ class TestCouponsAndReviews:
         assert created.headers["Location"].endswith(f"/coupons/{coupon['id']}")
         duplicate = api.post("coupons", {"code": "thanks-SITI-10", "amount": "5"})
         assert duplicate.status_code == 400
-        assert duplicate.json() == {"code": "woocommerce_rest_coupon_code_already_exists",
-                                    "message": "The coupon code already exists",
-                                    "data": {"status": 400}}
+        assert duplicate.json() == {
+            "code": "woocommerce_rest_coupon_code_already_exists",
+            "message": "The coupon code already exists",
+            "data": {"status": 400},
+        }
         missing = api.post("coupons", {"amount": "5"})
-        assert missing.json() == {"code": "rest_missing_callback_param",
-                                  "message": "Missing parameter(s): code",
-                                  "data": {"status": 400, "params": ["code"]}}
+        assert missing.json() == {
+            "code": "rest_missing_callback_param",
+            "message": "Missing parameter(s): code",
+            "data": {"status": 400, "params": ["code"]},
+        }
         found = api.get("coupons", params={"code": "thanks-siti-10"}).json()
         assert [c["id"] for c in found] == [coupon["id"]]
-        assert api.get("coupons/999999").json()["code"] == \
-            "woocommerce_rest_shop_coupon_invalid_id"
+        assert api.get("coupons/999999").json()["code"] == "woocommerce_rest_shop_coupon_invalid_id"
 
     def test_redeeming_a_coupon_shows_on_the_order_and_the_coupon(self, sb: Sandbox) -> None:
         api = wc(sb)
@@ -390,23 +459,44 @@ class TestCouponsAndReviews:
         assert coupon["usage_count"] == 1 and coupon["used_by"] == ["dewi.lestari@example.test"]
 
     def test_reviews_filter_by_email_and_product_and_know_verified_buyers(
-            self, sb: Sandbox) -> None:
+        self, sb: Sandbox
+    ) -> None:
         sb.store.add_review(11, "siti.rahmawati@example.test", 5)
         sb.store.add_review(13, "someone@example.test", 2, status="hold")
         api = wc(sb)
-        mine = api.get("products/reviews", params={
-            "reviewer_email": "siti.rahmawati@example.test", "product": "11,15",
-            "status": "all"}).json()
+        mine = api.get(
+            "products/reviews",
+            params={
+                "reviewer_email": "siti.rahmawati@example.test",
+                "product": "11,15",
+                "status": "all",
+            },
+        ).json()
         assert [(r["product_id"], r["verified"]) for r in mine] == [(11, True)]
         assert api.get("products/reviews").headers["X-WP-Total"] == "1"  # approved only
         held = api.get("products/reviews", params={"status": "all"}).json()
         assert {r["verified"] for r in held} == {True, False}
-        posted = api.post("products/reviews", {"product_id": 15, "review": "Mantap",
-                                                "reviewer": "Budi", "rating": 4,
-                                                "reviewer_email": "budi.santoso@example.test"})
+        posted = api.post(
+            "products/reviews",
+            {
+                "product_id": 15,
+                "review": "Mantap",
+                "reviewer": "Budi",
+                "rating": 4,
+                "reviewer_email": "budi.santoso@example.test",
+            },
+        )
         assert posted.status_code == 201 and posted.json()["review"] == "<p>Mantap</p>\n"
-        bad = api.post("products/reviews", {"product_id": 999, "review": "x", "rating": 1,
-                                            "reviewer": "x", "reviewer_email": "x@example.test"})
+        bad = api.post(
+            "products/reviews",
+            {
+                "product_id": 999,
+                "review": "x",
+                "rating": 1,
+                "reviewer": "x",
+                "reviewer_email": "x@example.test",
+            },
+        )
         assert bad.status_code == 404 and bad.json()["message"] == "Invalid product ID."
 
 
@@ -415,26 +505,38 @@ class TestHttps:
         with Sandbox(clock, https=True) as sb:
             assert sb.store_url.startswith("https://") and sb.ca_file is not None
             url = f"{sb.store_url}/wp-json/wc/v3/orders"
-            basic = requests.get(url, auth=(sb.consumer_key, sb.consumer_secret),
-                                 verify=str(sb.ca_file), timeout=10)
+            basic = requests.get(
+                url, auth=(sb.consumer_key, sb.consumer_secret), verify=str(sb.ca_file), timeout=10
+            )
             assert basic.status_code == 200 and len(basic.json()) == 10
             assert "consumer_secret" not in basic.headers["Link"]
-            query = requests.get(url, params={"consumer_key": sb.consumer_key,
-                                              "consumer_secret": sb.consumer_secret},
-                                 verify=str(sb.ca_file), timeout=10)
+            query = requests.get(
+                url,
+                params={"consumer_key": sb.consumer_key, "consumer_secret": sb.consumer_secret},
+                verify=str(sb.ca_file),
+                timeout=10,
+            )
             assert query.status_code == 200
             assert "consumer_secret=" in query.headers["Link"]  # echoed secret: never log it
-            wrong = requests.get(url, auth=(sb.consumer_key, "cs_nope"),
-                                 verify=str(sb.ca_file), timeout=10)
+            wrong = requests.get(
+                url, auth=(sb.consumer_key, "cs_nope"), verify=str(sb.ca_file), timeout=10
+            )
             assert wrong.json() == auth_error("Consumer secret is invalid.")
-            unknown = requests.get(url, auth=("ck_nope", "cs_nope"), verify=str(sb.ca_file),
-                                   timeout=10)
+            unknown = requests.get(
+                url, auth=("ck_nope", "cs_nope"), verify=str(sb.ca_file), timeout=10
+            )
             assert unknown.status_code == 401 and unknown.json() == CANNOT_LIST
-            client = API(url=sb.store_url, consumer_key=sb.consumer_key,
-                         consumer_secret=sb.consumer_secret, version="wc/v3",
-                         verify_ssl=str(sb.ca_file), timeout=10)
-            assert client.get("orders/100").json()["_links"]["self"][0]["href"].startswith(
-                "https://")
+            client = API(
+                url=sb.store_url,
+                consumer_key=sb.consumer_key,
+                consumer_secret=sb.consumer_secret,
+                version="wc/v3",
+                verify_ssl=str(sb.ca_file),
+                timeout=10,
+            )
+            assert (
+                client.get("orders/100").json()["_links"]["self"][0]["href"].startswith("https://")
+            )
 
 
 class TestVersions:
@@ -448,8 +550,10 @@ class TestVersions:
     def test_legacy_store_silently_ignores_modified_after(self, clock: FakeClock) -> None:
         with Sandbox(clock, legacy_wc=True) as sb:
             api = wc(sb)
-            response = api.get("orders", params={
-                "modified_after": naive(START), "dates_are_gmt": "true", "per_page": 100})
+            response = api.get(
+                "orders",
+                params={"modified_after": naive(START), "dates_are_gmt": "true", "per_page": 100},
+            )
             assert len(ids(response)) == 20
             assert "modified_after" not in api.options("orders").json()["endpoints"][0]["args"]
             version = api.get("system_status").json()["environment"]["version"]
@@ -458,7 +562,8 @@ class TestVersions:
 
 class TestMutations:
     def test_complete_refund_cancel_bump_modified_and_show_up_after_the_cursor(
-            self, sb: Sandbox, clock: FakeClock) -> None:
+        self, sb: Sandbox, clock: FakeClock
+    ) -> None:
         processing = sb.store.orders_ids("processing")
         cursor = naive(clock.now())
         clock.advance(timedelta(minutes=10))
@@ -471,13 +576,20 @@ class TestMutations:
         assert refunded["refunds"][0]["total"] == "-" + refunded["total"]
         cancelled = sb.store.cancel(processing[2])
         assert cancelled["status"] == "cancelled"
-        response = wc(sb).get("orders", params={
-            "modified_after": cursor, "dates_are_gmt": "true", "orderby": "modified",
-            "order": "asc"})
+        response = wc(sb).get(
+            "orders",
+            params={
+                "modified_after": cursor,
+                "dates_are_gmt": "true",
+                "orderby": "modified",
+                "order": "asc",
+            },
+        )
         assert ids(response) == processing[:3]
 
     def test_partial_refund_keeps_status_and_touch_only_bumps_modified(
-            self, sb: Sandbox, clock: FakeClock) -> None:
+        self, sb: Sandbox, clock: FakeClock
+    ) -> None:
         order_id = sb.store.orders_ids("completed")[0]
         clock.advance(timedelta(hours=1))
         partial = sb.store.refund(order_id, amount="1000")
@@ -488,16 +600,16 @@ class TestMutations:
         assert touched["date_completed_gmt"] == partial["date_completed_gmt"]
 
     def test_control_api_places_and_completes_orders(self, sb: Sandbox) -> None:
-        created = requests.post(f"{sb.store_url}/_sandbox/orders", json={
-            "customer": "nurul", "items": [[13, 2]], "meta": {"_wc_shipment": "JNT123"}},
-            timeout=10)
+        created = requests.post(
+            f"{sb.store_url}/_sandbox/orders",
+            json={"customer": "nurul", "items": [[13, 2]], "meta": {"_wc_shipment": "JNT123"}},
+            timeout=10,
+        )
         assert created.status_code == 201
         order = created.json()
         assert order["currency"] == "MYR" and order["total"] == "87.80"
-        assert {"key": "_wc_shipment", "value": "JNT123"}.items() <= \
-            order["meta_data"][-1].items()
-        done = requests.post(f"{sb.store_url}/_sandbox/orders/{order['id']}/complete",
-                             timeout=10)
+        assert {"key": "_wc_shipment", "value": "JNT123"}.items() <= order["meta_data"][-1].items()
+        done = requests.post(f"{sb.store_url}/_sandbox/orders/{order['id']}/complete", timeout=10)
         assert done.json()["status"] == "completed"
         assert sb.store.get(order["id"])["status"] == "completed"
 
@@ -509,10 +621,15 @@ class TestScale:
         added = time.perf_counter() - started
         assert len(new) == 100_000 and len(set(new)) == 100_000
         api = wc(sb)
-        params = {"status": "completed,refunded,cancelled", "orderby": "modified",
-                  "order": "asc", "per_page": 100, "dates_are_gmt": "true",
-                  "modified_after": naive(START - timedelta(days=365)),
-                  "_fields": "id,status,date_modified_gmt"}
+        params = {
+            "status": "completed,refunded,cancelled",
+            "orderby": "modified",
+            "order": "asc",
+            "per_page": 100,
+            "dates_are_gmt": "true",
+            "modified_after": naive(START - timedelta(days=365)),
+            "_fields": "id,status,date_modified_gmt",
+        }
         api.get("orders", params={**params, "page": 1})  # warm up the connection path
         timings = []
         for page in (1, 500, 1001):
@@ -521,12 +638,15 @@ class TestScale:
             timings.append(time.perf_counter() - started)
             assert response.status_code == 200
         total = int(response.headers["X-WP-Total"])
-        assert total == sum(len(sb.store.orders_ids(s))
-                            for s in ("completed", "refunded", "cancelled"))
+        assert total == sum(
+            len(sb.store.orders_ids(s)) for s in ("completed", "refunded", "cancelled")
+        )
         assert total > 100_000
         assert response.headers["X-WP-TotalPages"] == str(-(-total // 100))
-        print(f"\nadd_orders(100_000): {added:.2f}s; HTTP page round trips (ms): "
-              f"{[round(t * 1000, 1) for t in timings]}")
+        print(
+            f"\nadd_orders(100_000): {added:.2f}s; HTTP page round trips (ms): "
+            f"{[round(t * 1000, 1) for t in timings]}"
+        )
         assert added < 20
         assert max(timings) < 0.5
 
@@ -534,10 +654,13 @@ class TestScale:
         from wcfollowup.sandbox.order_query import OrderQuery, parse_order_query, run_order_query
 
         sb.store.add_orders(100_000, status="completed", spread_seconds=86_400)
-        query = parse_order_query(php_query(
-            "status=completed,refunded&orderby=modified&order=desc&per_page=100&page=300"
-            f"&dates_are_gmt=true&modified_after={naive(START - timedelta(hours=12))}"
-        ), sb.store)
+        query = parse_order_query(
+            php_query(
+                "status=completed,refunded&orderby=modified&order=desc&per_page=100&page=300"
+                f"&dates_are_gmt=true&modified_after={naive(START - timedelta(hours=12))}"
+            ),
+            sb.store,
+        )
         assert isinstance(query, OrderQuery)
         started = time.perf_counter()
         for _ in range(20):
@@ -548,11 +671,11 @@ class TestScale:
         assert len(result.ids) == 100 and result.ids == sorted(result.ids, reverse=True)
         assert per_query_ms < 20
 
-
     @pytest.mark.parametrize("orderby", ["modified", "date", "id"])
     @pytest.mark.parametrize("order", ["asc", "desc"])
-    def test_indexed_pages_match_a_brute_force_sort(self, sb: Sandbox, clock: FakeClock,
-                                                    orderby: str, order: str) -> None:
+    def test_indexed_pages_match_a_brute_force_sort(
+        self, sb: Sandbox, clock: FakeClock, orderby: str, order: str
+    ) -> None:
         """The k-th-key selection across per-status lists agrees with sorting everything."""
         from wcfollowup.sandbox.order_query import OrderQuery, parse_order_query, run_order_query
 
@@ -563,18 +686,35 @@ class TestScale:
             sb.store.touch(order_id)
         after = naive(START - timedelta(minutes=90))
         attr = {"modified": "modified", "date": "created", "id": "id"}[orderby]
-        records = [r for r in sb.store.orders.values()
-                   if r.status in ("completed", "refunded")
-                   and (orderby == "id" or getattr(r, attr) > int(
-                       datetime.fromisoformat(after).replace(tzinfo=UTC).timestamp()))]
-        expected = [r.id for r in sorted(records, key=lambda r: (getattr(r, attr), r.id),
-                                         reverse=order == "desc")]
-        window = "" if orderby == "id" else (
-            f"&{'modified_after' if orderby == 'modified' else 'after'}={after}")
+        records = [
+            r
+            for r in sb.store.orders.values()
+            if r.status in ("completed", "refunded")
+            and (
+                orderby == "id"
+                or getattr(r, attr)
+                > int(datetime.fromisoformat(after).replace(tzinfo=UTC).timestamp())
+            )
+        ]
+        expected = [
+            r.id
+            for r in sorted(
+                records, key=lambda r: (getattr(r, attr), r.id), reverse=order == "desc"
+            )
+        ]
+        window = (
+            ""
+            if orderby == "id"
+            else (f"&{'modified_after' if orderby == 'modified' else 'after'}={after}")
+        )
         for page in (1, 2, 4, 9):
-            query = parse_order_query(php_query(
-                f"status=refunded,completed&orderby={orderby}&order={order}&per_page=37"
-                f"&page={page}&dates_are_gmt=true{window}"), sb.store)
+            query = parse_order_query(
+                php_query(
+                    f"status=refunded,completed&orderby={orderby}&order={order}&per_page=37"
+                    f"&page={page}&dates_are_gmt=true{window}"
+                ),
+                sb.store,
+            )
             assert isinstance(query, OrderQuery)
             with sb.store.lock:
                 result = run_order_query(sb.store, query)
@@ -587,8 +727,9 @@ class TestFaultSeam:
         from starlette.responses import Response
         from starlette.types import ASGIApp, Scope
 
-        unavailable = Response("<html>502 Bad Gateway</html>", status_code=502,
-                               media_type="text/html")
+        unavailable = Response(
+            "<html>502 Bad Gateway</html>", status_code=502, media_type="text/html"
+        )
         seen: list[str] = []
 
         def hook(scope: Scope) -> ASGIApp | None:
@@ -605,10 +746,15 @@ class TestFaultSeam:
 
 class TestParsing:
     def test_php_query_keeps_the_last_repeated_value_and_arrays(self) -> None:
-        parsed = php_query("per_page=5&status=any&per_page=100&status%5B0%5D=completed"
-                           "&status[]=refunded&billing.email=x")
-        assert parsed == {"per_page": "100", "status": {"0": "completed", "1": "refunded"},
-                          "billing_email": "x"}
+        parsed = php_query(
+            "per_page=5&status=any&per_page=100&status%5B0%5D=completed"
+            "&status[]=refunded&billing.email=x"
+        )
+        assert parsed == {
+            "per_page": "100",
+            "status": {"0": "completed", "1": "refunded"},
+            "billing_email": "x",
+        }
 
     def test_offset_dates_become_site_local_before_the_gmt_comparison(self) -> None:
         from zoneinfo import ZoneInfo
@@ -616,7 +762,9 @@ class TestParsing:
         berlin = ZoneInfo("Europe/Berlin")
         value = parse_wp_date("2026-11-10T11:00:00Z")
         assert value is not None
-        assert date_bound(value, True, berlin) == int(datetime(2026, 11, 10, 12, tzinfo=UTC)
-                                                      .timestamp())
-        assert date_bound(value, False, berlin) == int(datetime(2026, 11, 10, 11, tzinfo=UTC)
-                                                       .timestamp())
+        assert date_bound(value, True, berlin) == int(
+            datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp()
+        )
+        assert date_bound(value, False, berlin) == int(
+            datetime(2026, 11, 10, 11, tzinfo=UTC).timestamp()
+        )

@@ -355,6 +355,10 @@ def test_the_three_step_sequence_on_postgresql(
         f"  path: {tmp_path / 'state.db'}",
         f"  url: {pg}?options=-csearch_path%3D{schema}",
     )
+    # No state folder for a generated link key with PostgreSQL: the config gives one.
+    text_config = text_config.replace(
+        "http:\n", "http:\n  signing_key: pg-test-signing-key-0123456789abcdef\n", 1
+    )
     path.write_text(text_config, encoding="utf-8")
     daemon = Daemon(load_config(path, env=sandbox_env(sandbox)), clock, sleep=lambda _s: None)
     try:

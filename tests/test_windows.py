@@ -77,8 +77,15 @@ def test_berlin_nine_oclock_follows_summer_time() -> None:
     assert summer == datetime(2026, 3, 30, 7, 0, tzinfo=UTC)
 
 
-zones = st.sampled_from([JAKARTA, BERLIN, ZoneInfo("America/New_York"), ZoneInfo("UTC"),
-                         ZoneInfo("Australia/Lord_Howe")])
+zones = st.sampled_from(
+    [
+        JAKARTA,
+        BERLIN,
+        ZoneInfo("America/New_York"),
+        ZoneInfo("UTC"),
+        ZoneInfo("Australia/Lord_Howe"),
+    ]
+)
 windows = st.builds(
     lambda days, start, length: SendWindow(
         days=frozenset(days),

@@ -6,16 +6,19 @@ Heavy imports (requests, sendgrid, SQLAlchemy, APScheduler) happen inside the co
 
 from __future__ import annotations
 
-import signal
+import contextlib
+import json
 import sys
-import threading
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 if TYPE_CHECKING:
     from wcfollowup.config import Config
+    from wcfollowup.db.state import MessageRow
 
 app = typer.Typer(
     name="wcfollowup",
@@ -50,11 +53,20 @@ def load_or_exit(path: Path) -> Config:
 
 @app.command()
 def check(config: ConfigOption = Path("config.yaml")) -> None:
-    """Validate the config file and report every problem at once (exit code 2 on problems).
+    """Validate the config and render every template against a sample order; report every
+    problem at once (exit code 2 on problems).
 
     Example: wcfollowup check --config /etc/wcfollowup/config.yaml
     """
+    from wcfollowup.template_check import check_templates
+
     cfg = load_or_exit(config)
+    problems = check_templates(cfg)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in templates", file=sys.stderr)
+        raise typer.Exit(EXIT_CONFIG)
     print(f"{config}: OK ({len(cfg.sequences)} sequence(s))")
 
 
@@ -69,6 +81,12 @@ def run(
 
     Example: wcfollowup run --config /etc/wcfollowup/config.yaml
     """
+    if not once:
+        # systemd notify, SIGHUP reload and SIGTERM live in the service; it loads the config.
+        from wcfollowup.service import serve
+
+        raise typer.Exit(serve(config))
+
     from wcfollowup.daemon import Daemon
     from wcfollowup.db.lock import AlreadyRunning
     from wcfollowup.logs import configure_logging
@@ -82,13 +100,7 @@ def run(
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_LOCKED) from None
     try:
-        if once:
-            daemon.run_once()
-            return
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        daemon.run_forever(stop)
+        daemon.run_once()
     except (StoreTooOld, StoreIncompatible) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_STORE) from None
@@ -96,30 +108,383 @@ def run(
         daemon.close()
 
 
+def _now() -> datetime:
+    from wcfollowup.clock import SystemClock
+
+    return SystemClock().now()
+
+
+def _point(text: str | None, now: datetime, cfg: Config, *, end: bool = False) -> datetime | None:
+    from wcfollowup.tools.timespec import BadTime, parse_point
+
+    if text is None:
+        return None
+    try:
+        return parse_point(text, now, cfg.store.tz, end=end)
+    except BadTime as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _store_failed(exc: Exception) -> NoReturn:
+    print(f"error: the store could not be read: {exc}", file=sys.stderr)
+    raise typer.Exit(EXIT_STORE)
+
+
+SinceHelp = "A date in store time (2026-11-01) or a duration meaning the last N (7d, 12h)."
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
 @app.command("log")
 def show_log(
     config: ConfigOption = Path("config.yaml"),
     order: Annotated[int | None, typer.Option(help="Only this order id.")] = None,
+    email: Annotated[str | None, typer.Option(help="Only messages to this address.")] = None,
+    sequence: Annotated[str | None, typer.Option(help="Only this sequence.")] = None,
+    step: Annotated[str | None, typer.Option(help="Only this step.")] = None,
     status: Annotated[
         str | None,
-        typer.Option(help="Only this status: sent, failed, skipped, cancelled, uncertain."),
+        typer.Option(
+            help="Only this status: sent, failed, skipped, cancelled, uncertain, retried, "
+            "redeemed, answered."
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    since: Annotated[str | None, typer.Option(help=SinceHelp)] = None,
+    until: Annotated[
+        str | None, typer.Option(help="A date in store time (that whole day is included).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the latest this many rows.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new rows until Ctrl-C.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
 ) -> None:
     """Show the message log: what was sent, to whom, for which order, and why not.
 
-    Example: wcfollowup log --config /etc/wcfollowup/config.yaml --status failed
+    Example: wcfollowup log --config /etc/wcfollowup/config.yaml --status failed --since 7d
     """
     from wcfollowup.db.state import StateStore
-    from wcfollowup.log_view import print_log
+    from wcfollowup.log_view import make_console, print_lines, print_log, write_csv
+    from wcfollowup.log_view import write_json_lines as write_json
+    from wcfollowup.tools.log_query import LogFilter, follow_log, read_log
+
+    if as_json and as_csv:
+        raise typer.BadParameter("choose one of --json and --csv")
+    cfg = load_or_exit(config)
+    now = _now()
+    where = LogFilter(
+        order=order,
+        email=email,
+        sequence=sequence,
+        step=step,
+        status=status,
+        since=_point(since, now, cfg),
+        until=_point(until, now, cfg, end=True),
+    )
+    tz = cfg.store.tz
+    state = StateStore(cfg.database.sqlalchemy_url)
+    try:
+        rows = read_log(state.engine, where, limit=limit)
+        if as_json:
+            write_json(rows, tz, sys.stdout)
+        elif as_csv:
+            write_csv(rows, tz, sys.stdout)
+        elif follow:
+            print_lines(rows, tz)
+        else:
+            print_log(rows, tz)
+        if not follow:
+            return
+        console = make_console()
+
+        def emit(fresh: Sequence[MessageRow]) -> None:
+            if as_json:
+                write_json(fresh, tz, sys.stdout)
+            elif as_csv:
+                write_csv(fresh, tz, sys.stdout, header=False)
+            else:
+                print_lines(fresh, tz, console)
+
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how --follow ends
+            follow_log(state.engine, where, emit, after_id=rows[-1].id if rows else 0)
+    finally:
+        state.close()
+
+
+queue_app = typer.Typer(
+    no_args_is_help=False,
+    rich_markup_mode=None,
+)
+app.add_typer(queue_app, name="queue")
+
+
+@queue_app.callback(invoke_without_command=True)
+def queue(
+    ctx: typer.Context,
+    config: ConfigOption = Path("config.yaml"),
+    order: Annotated[int | None, typer.Option(help="Only this order id.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many steps.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List the steps that will go out, soonest first ("waits for delivery" comes last).
+
+    Example: wcfollowup queue --config /etc/wcfollowup/config.yaml --order 1234
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from wcfollowup.db.state import StateStore
+    from wcfollowup.log_view import make_console
+    from wcfollowup.tools.queue import list_queue, print_queue, queued_record
 
     cfg = load_or_exit(config)
     state = StateStore(cfg.database.sqlalchemy_url)
     try:
-        rows = state.messages(order_id=order, status=status, limit=limit)
+        items = list_queue(state.engine, order=order, limit=limit)
     finally:
         state.close()
-    print_log(rows, cfg.store.tz)
+    if as_json:
+        print(json.dumps([queued_record(i, cfg.store.tz) for i in items], ensure_ascii=False))
+    else:
+        print_queue(items, cfg.store.tz, make_console())
+
+
+StepOption = Annotated[int | None, typer.Option("--step", help="A step id from `queue`.")]
+OrderOption = Annotated[int | None, typer.Option("--order", help="Every open step of an order.")]
+
+
+def _change(config: Path, action: str, step: int | None, order: int | None) -> None:
+    from wcfollowup.db.state import StateStore
+    from wcfollowup.tools import queue as tools_queue
+
+    if (step is None) == (order is None):
+        raise typer.BadParameter("give exactly one of --step and --order")
+    cfg = load_or_exit(config)
+    state = StateStore(cfg.database.sqlalchemy_url)
+    try:
+        move = tools_queue.cancel if action == "cancelled" else tools_queue.skip
+        change = move(state.engine, _now(), step=step, order=order)
+    finally:
+        state.close()
+    print(tools_queue.describe_change(change, action))
+    if change.found == 0:
+        raise typer.Exit(1)
+
+
+@queue_app.command("cancel")
+def queue_cancel(
+    config: ConfigOption = Path("config.yaml"),
+    step: StepOption = None,
+    order: OrderOption = None,
+) -> None:
+    """Cancel steps that have not gone out (logged as "cancelled from the command line").
+
+    Example: wcfollowup queue cancel --order 1234 --config /etc/wcfollowup/config.yaml
+    """
+    _change(config, "cancelled", step, order)
+
+
+@queue_app.command("skip")
+def queue_skip(
+    config: ConfigOption = Path("config.yaml"),
+    step: StepOption = None,
+    order: OrderOption = None,
+) -> None:
+    """Skip steps that have not gone out (logged as "skipped from the command line").
+
+    Example: wcfollowup queue skip --step 42 --config /etc/wcfollowup/config.yaml
+    """
+    _change(config, "skipped", step, order)
+
+
+@queue_app.command("retry")
+def queue_retry(
+    step: Annotated[int, typer.Option("--step", help="A failed, uncertain or skipped step.")],
+    config: ConfigOption = Path("config.yaml"),
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Retry an uncertain step without asking.")
+    ] = False,
+) -> None:
+    """Send a failed, uncertain or skipped step again: it is due now (its send window applies).
+
+    Example: wcfollowup queue retry --step 42 --config /etc/wcfollowup/config.yaml
+    """
+    from wcfollowup.db.state import StateStore
+    from wcfollowup.tools import queue as tools_queue
+
+    cfg = load_or_exit(config)
+    state = StateStore(cfg.database.sqlalchemy_url)
+    try:
+        current = tools_queue.step_state(state.engine, step)
+        if current == "uncertain" and not yes:
+            typer.confirm(
+                f"Step {step} is uncertain: the email may already have reached the customer. "
+                "Send it again anyway?",
+                abort=True,
+            )
+        change = tools_queue.retry(state.engine, _now(), step=step)
+    finally:
+        state.close()
+    print(tools_queue.describe_change(change, "queued again"))
+    if change.changed == 0:
+        raise typer.Exit(1)
+
+
+@app.command()
+def preview(
+    order: Annotated[int, typer.Argument(help="The order id in WooCommerce.")],
+    config: ConfigOption = Path("config.yaml"),
+    step: Annotated[str | None, typer.Option(help="Only this step (by name).")] = None,
+    html_out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the HTML (default preview-ORDER-STEP.html here)."),
+    ] = None,
+) -> None:
+    """Render the exact email(s) a real order would get; nothing is sent or stored.
+
+    Example: wcfollowup preview 1234 --step thank-you --config /etc/wcfollowup/config.yaml
+    """
+    from wcfollowup.engine.preview import StepNotFound, preview_emails
+    from wcfollowup.log_view import make_console
+    from wcfollowup.tools.preview import write_previews
+    from wcfollowup.woo.errors import OrderNotFound, StoreError
+
+    cfg = load_or_exit(config)
+    try:
+        emails = preview_emails(cfg, order, step)
+    except StepNotFound as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except OrderNotFound:
+        print(f"error: the store has no order {order}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except StoreError as exc:
+        _store_failed(exc)
+    if not emails:
+        print(f"order {order}: no step in the config applies")
+        return
+    write_previews(order, emails, html_out, make_console())
+
+
+@app.command()
+def simulate(
+    config: ConfigOption = Path("config.yaml"),
+    since: Annotated[str, typer.Option(help=SinceHelp)] = "90d",
+    as_json: JsonOption = False,
+) -> None:
+    """Run the rules over past completed orders and count what would have gone out.
+
+    Nothing is sent, no coupon is created, and the state database is not touched.
+
+    Example: wcfollowup simulate --since 90d --config /etc/wcfollowup/config.yaml
+    """
+    from wcfollowup.log_view import make_console
+    from wcfollowup.tools.progress import order_progress
+    from wcfollowup.tools.simulate import print_tally
+    from wcfollowup.tools.simulate import simulate as run_simulation
+    from wcfollowup.woo.errors import StoreError
+
+    cfg = load_or_exit(config)
+    start = _point(since, _now(), cfg)
+    assert start is not None
+    try:
+        with order_progress("orders", enabled=not as_json) as progress:
+            tally = run_simulation(cfg, start, progress=progress)
+    except StoreError as exc:
+        _store_failed(exc)
+    if as_json:
+        print(json.dumps(tally.as_dict(), ensure_ascii=False))
+    else:
+        print_tally(tally, cfg, make_console(), title="simulation (nothing was sent)")
+
+
+@app.command()
+def backfill(
+    since: Annotated[str, typer.Option(help=SinceHelp + " At most 365 days back.")],
+    config: ConfigOption = Path("config.yaml"),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Enrol without asking.")] = False,
+) -> None:
+    """Enrol orders completed before wcfollowup started, after showing what would be sent.
+
+    Orders already enrolled are left alone. Each order's first step is due now and later
+    steps keep their spacing; send windows still apply.
+
+    Example: wcfollowup backfill --since 2026-09-01 --config /etc/wcfollowup/config.yaml
+    """
+    from wcfollowup.db.state import StateStore
+    from wcfollowup.log_view import make_console
+    from wcfollowup.tools import backfill as tools_backfill
+    from wcfollowup.tools.progress import order_progress
+    from wcfollowup.tools.simulate import print_tally
+    from wcfollowup.woo.errors import StoreError
+
+    cfg = load_or_exit(config)
+    now = _now()
+    start = _point(since, now, cfg)
+    assert start is not None
+    try:
+        tools_backfill.check_since(start, now)
+    except tools_backfill.BackfillRefused as exc:
+        raise typer.BadParameter(str(exc)) from None
+    state = StateStore(cfg.database.sqlalchemy_url)
+    try:
+        try:
+            with order_progress("orders") as progress:
+                prepared = tools_backfill.prepare(cfg, state, start, now, progress=progress)
+        except StoreError as exc:
+            _store_failed(exc)
+        print_tally(prepared.tally, cfg, make_console(), title="backfill")
+        if not prepared.plans:
+            print("Nothing new to enrol.")
+            return
+        if not yes:
+            typer.confirm(
+                f"Enrol {len(prepared.plans)} order/sequence pair(s), about "
+                f"{prepared.tally.messages} email(s)?",
+                abort=True,
+            )
+        with order_progress("enrolling") as progress:
+            stored = tools_backfill.enroll(
+                state, prepared, cfg.store.url, _now(), progress=progress
+            )
+    finally:
+        state.close()
+    print(
+        f"{stored} enrolment(s) stored; the daemon sends them at their due times "
+        "(within the send window)."
+    )
+
+
+@app.command()
+def stats(
+    config: ConfigOption = Path("config.yaml"),
+    since: Annotated[str, typer.Option(help=SinceHelp)] = "30d",
+    as_json: JsonOption = False,
+) -> None:
+    """What the follow-ups achieved: outcomes, survey scores, coupons, repeat orders.
+
+    Example: wcfollowup stats --since 30d --config /etc/wcfollowup/config.yaml
+    """
+    from wcfollowup.db.state import StateStore
+    from wcfollowup.log_view import make_console
+    from wcfollowup.tools.progress import order_progress
+    from wcfollowup.tools.stats import collect, print_stats
+    from wcfollowup.woo.errors import StoreError
+
+    cfg = load_or_exit(config)
+    now = _now()
+    start = _point(since, now, cfg)
+    assert start is not None
+    state = StateStore(cfg.database.sqlalchemy_url)
+    try:
+        with order_progress("orders", enabled=not as_json) as progress:
+            result = collect(cfg, state.engine, start, now, progress=progress)
+    except StoreError as exc:
+        _store_failed(exc)
+    finally:
+        state.close()
+    if as_json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+    else:
+        print_stats(result, cfg, make_console())
 
 
 @app.command()

@@ -7,10 +7,12 @@ coalesced); what is due is decided by the injected clock and the outbox in the d
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -19,16 +21,21 @@ from wcfollowup.clock import Clock, SystemClock
 from wcfollowup.config import Config
 from wcfollowup.db.lock import AlreadyRunning
 from wcfollowup.db.state import StateStore
+from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.dispatcher import Dispatcher, DispatchResult
 from wcfollowup.engine.poller import Poller, PollResult
 from wcfollowup.logs import register_secrets
 from wcfollowup.mail.sendgrid_mailer import SendGridMailer
+from wcfollowup.metrics import Metrics
 from wcfollowup.render import Renderer
 from wcfollowup.woo.errors import StoreAuthError, StoreError, StoreIncompatible, StoreTooOld
 from wcfollowup.woo.gateway import WooGateway
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
+
+    from wcfollowup.tokens import LinkSigner
+    from wcfollowup.web.server import WebServer
 
 log = structlog.get_logger("wcfollowup.daemon")
 
@@ -55,6 +62,8 @@ class Daemon:
                 mail.api_key.get_secret_value(),
             ]
         )
+        # Before the lock: a missing key must not leave the database locked.
+        self.signer = make_signer(config)
         self.state = StateStore(config.database.sqlalchemy_url)
         try:
             self.state.lock()
@@ -62,6 +71,8 @@ class Daemon:
             self.state.close()
             raise
         self._sleep = sleep
+        self.metrics = Metrics(started_at=self.clock.now())
+        self._web: WebServer | None = None
         self._poll_lock = threading.Lock()
         self._dispatch_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
@@ -103,6 +114,8 @@ class Daemon:
             self.state,
             Renderer(config.templates_dir),
             self.clock,
+            signer=self.signer,
+            metrics=self.metrics,
         )
 
     # -- the jobs ---------------------------------------------------------------------------
@@ -116,16 +129,25 @@ class Daemon:
             )
 
     def poll_once(self) -> PollResult | None:
+        started = time.monotonic()
         try:
             result = self.poller.poll()
         except (StoreTooOld, StoreIncompatible):
             raise
         except StoreAuthError as exc:
             log.error("PAUSED polling: the store refused the API keys", reason=str(exc))
+            self._poll_failed(started, str(exc))
             return None
         except StoreError as exc:
             log.warning("poll failed; will try again next interval", reason=str(exc))
+            self._poll_failed(started, str(exc))
             return None
+        self.metrics.poll_finished(
+            ok=True,
+            seconds=time.monotonic() - started,
+            orders=result.orders_seen,
+            at=self.clock.now(),
+        )
         log.info(
             "poll done",
             requests=result.requests,
@@ -135,6 +157,41 @@ class Daemon:
             cursor=result.cursor.isoformat(),
         )
         return result
+
+    def _poll_failed(self, started: float, reason: str) -> None:
+        self.metrics.poll_finished(
+            ok=False,
+            seconds=time.monotonic() - started,
+            orders=0,
+            at=self.clock.now(),
+            error=reason,
+        )
+
+    def health(self) -> tuple[bool, str]:
+        return self.metrics.health(self.clock.now(), self.config.poll.interval)
+
+    def start_web(self) -> WebServer | None:
+        """Serve survey and unsubscribe links (and /healthz, /metrics) where the config says."""
+        http = self.config.http
+        if http is None or self.signer is None:
+            return None
+        from wcfollowup.web.app import make_app
+        from wcfollowup.web.server import WebServer
+
+        app = make_app(
+            signer=self.signer,
+            book=SurveyBook(self.state),
+            clock=self.clock,
+            store_name=self.config.store.name,
+            health=self.health,
+            metrics=self.metrics,
+            max_body_bytes=http.max_body_bytes,
+        )
+        host, port = http.listen
+        self._web = WebServer(app, host, port)
+        self._web.start()
+        log.info("listening for survey and unsubscribe links", address=f"{host}:{self._web.port}")
+        return self._web
 
     def dispatch_once(self) -> DispatchResult:
         if not self._recovered:
@@ -169,6 +226,7 @@ class Daemon:
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         )
         self._schedule_jobs()
+        self.start_web()
         self._scheduler.start()
         log.info(
             "wcfollowup running",
@@ -207,6 +265,9 @@ class Daemon:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        if self._web is not None:
+            self._web.stop()
+            self._web = None
         self.state.close()
         log.info("stopped")
 
@@ -244,7 +305,45 @@ class Daemon:
             self.shutdown()
 
     def close(self) -> None:
+        if self._web is not None:
+            self._web.stop()
+            self._web = None
         self.state.close()
+
+
+def signing_key_path(config: Config) -> Path:
+    """Where the generated link-signing key lives: the state folder.
+
+    systemd's ``StateDirectory=`` sets ``$STATE_DIRECTORY``; otherwise the SQLite database's
+    folder. A PostgreSQL setup without either must give ``http.signing_key``.
+    """
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state_dir:
+        return Path(state_dir) / "signing.key"
+    if config.database.path is not None:
+        return Path(config.database.path).parent / "signing.key"
+    raise KeyUnavailable(
+        "survey and unsubscribe links need a signing key: set http.signing_key in the config "
+        "(e.g. ${WCF_SIGNING_KEY}, 32+ random characters), or run under systemd with "
+        "StateDirectory= so wcfollowup can generate one"
+    )
+
+
+def make_signer(config: Config) -> LinkSigner | None:
+    from wcfollowup.tokens import LinkSigner, load_or_create_key
+
+    if config.http is None:
+        return None
+    if config.http.signing_key is not None:
+        key = config.http.signing_key.get_secret_value().encode("utf-8")
+    else:
+        key = load_or_create_key(signing_key_path(config))
+    register_secrets([key.hex()] if config.http.signing_key is None else [key.decode()])
+    return LinkSigner(key)
+
+
+class KeyUnavailable(Exception):
+    """No signing key is configured and there is no state folder to keep a generated one."""
 
 
 def _now_for_apscheduler() -> datetime:

@@ -1,12 +1,16 @@
-"""The message log as a table an owner can read at a glance."""
+"""The message log as an owner reads it (a table) or a script does (JSON lines, CSV)."""
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 from collections.abc import Sequence
 from datetime import tzinfo
+from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from wcfollowup.db.state import MessageRow
@@ -17,12 +21,36 @@ STATUS_STYLE = {
     "uncertain": "yellow",
     "skipped": "dim",
     "cancelled": "dim",
+    "redeemed": "cyan",
+    "answered": "cyan",
 }
+
+CSV_COLUMNS = (
+    "id",
+    "at",
+    "order_id",
+    "order_number",
+    "recipient",
+    "sequence",
+    "step",
+    "status",
+    "provider_message_id",
+    "reason",
+)
 
 
 def make_console() -> Console:
     """Piped output (journald, a file, CI) gets full-width rows instead of 80 folded columns."""
     return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _local(row: MessageRow, tz: tzinfo) -> str:
+    return row.at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _status(status: str) -> str:
+    style = STATUS_STYLE.get(status, "")
+    return f"[{style}]{escape(status)}[/]" if style else escape(status)
 
 
 def print_log(rows: Sequence[MessageRow], tz: tzinfo, console: Console | None = None) -> None:
@@ -40,14 +68,60 @@ def print_log(rows: Sequence[MessageRow], tz: tzinfo, console: Console | None = 
     ):
         table.add_column(column, overflow="fold")
     for row in rows:
+        # Names and reasons come from customers' orders: never let them be read as markup.
         table.add_row(
-            row.at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-            f"#{row.order_number}",
-            row.recipient,
-            row.sequence,
-            row.step,
-            f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]",
-            row.provider_message_id or "",
-            row.reason,
+            _local(row, tz),
+            f"#{escape(row.order_number)}",
+            escape(row.recipient),
+            escape(row.sequence),
+            escape(row.step),
+            _status(row.status),
+            escape(row.provider_message_id or ""),
+            escape(row.reason),
         )
     console.print(table)
+
+
+def print_lines(rows: Sequence[MessageRow], tz: tzinfo, console: Console | None = None) -> None:
+    """One line per message, for ``log --follow``: a table cannot grow."""
+    console = console or make_console()
+    for row in rows:
+        console.print(
+            f"{_local(row, tz)}  #{escape(row.order_number)}  {escape(row.recipient)}  "
+            f"{escape(row.sequence)}/{escape(row.step)}  {_status(row.status)}  "
+            f"{escape(row.reason)}",
+            highlight=False,
+        )
+
+
+def as_record(row: MessageRow, tz: tzinfo) -> dict[str, Any]:
+    """A row for scripts: the time in store time *with* its offset, so it is unambiguous."""
+    return {
+        "id": row.id,
+        "at": row.at.astimezone(tz).isoformat(),
+        "order_id": row.order_id,
+        "order_number": row.order_number,
+        "recipient": row.recipient,
+        "sequence": row.sequence,
+        "step": row.step,
+        "status": row.status,
+        "provider_message_id": row.provider_message_id,
+        "reason": row.reason,
+    }
+
+
+def write_json_lines(rows: Sequence[MessageRow], tz: tzinfo, out: TextIO) -> None:
+    for row in rows:
+        out.write(json.dumps(as_record(row, tz), ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def write_csv(rows: Sequence[MessageRow], tz: tzinfo, out: TextIO, *, header: bool = True) -> None:
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        record = as_record(row, tz)
+        record["provider_message_id"] = record["provider_message_id"] or ""
+        writer.writerow(record)
+    out.flush()

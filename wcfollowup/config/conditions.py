@@ -34,8 +34,7 @@ def _amount(value: Any) -> Decimal:
         plain = re.sub(r"[.,]", "", written)
         raise invalid(
             "amount_grouped",
-            "{value} is ambiguous; write the amount without thousands separators, "
-            "like {plain}",
+            "{value} is ambiguous; write the amount without thousands separators, like {plain}",
             written,
             plain=plain,
         )
@@ -102,9 +101,7 @@ def _country(value: Any) -> str:
         return code
     suggestion = _country_code_for(value.strip())
     hint = f"; did you mean {suggestion}?" if suggestion else " like ID, MY or SG"
-    raise invalid(
-        "country", "{value} is not a two-letter country code{hint}", value, hint=hint
-    )
+    raise invalid("country", "{value} is not a two-letter country code{hint}", value, hint=hint)
 
 
 def _country_code_for(name: str) -> str | None:
@@ -272,7 +269,8 @@ class Condition(_Model):
     payment_method: Words | None = None
     coupon_used: CouponUsed | None = None
     meta: Annotated[dict[str, MetaValue], BeforeValidator(_meta)] | None = None
-    survey_score_at_least: Annotated[WholeNumber, Field(ge=0)] | None = None
+    survey_score_at_least: Annotated[WholeNumber, Field(ge=1, le=5)] | None = None
+    survey_score_at_most: Annotated[WholeNumber, Field(ge=1, le=5)] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -245,9 +245,7 @@ def _check_time_zone(value: str) -> str:
     raise invalid("time_zone", "{value} is not a known time zone; {hint}", value, hint=hint)
 
 
-TimeZoneName = Annotated[
-    str, AfterValidator(_check_time_zone), WithJsonSchema({"type": "string"})
-]
+TimeZoneName = Annotated[str, AfterValidator(_check_time_zone), WithJsonSchema({"type": "string"})]
 """An IANA time zone name such as ``Asia/Jakarta``."""
 
 # --- paths ----------------------------------------------------------------------------------

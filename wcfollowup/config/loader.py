@@ -42,9 +42,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     # Top-level keys starting with "x-" are a parking place for &anchors shared by sequences.
     data = {key: value for key, value in document.data.items() if not key.startswith(EXTENSION)}
     try:
-        config = Config.model_validate(
-            data, context={BASE_DIR: source.parent, SOURCE_PATH: source}
-        )
+        config = Config.model_validate(data, context={BASE_DIR: source.parent, SOURCE_PATH: source})
     except ValidationError as error:
         problems.extend(_translate(file, document, error))
         problems.extend(
@@ -114,8 +112,10 @@ def _refine(details: ErrorDetails, loc: Loc, data: Any) -> Loc:
         return loc
     node: Any = data
     for part in loc:
-        node = node.get(part) if isinstance(node, dict) else (
-            node[part] if isinstance(node, list) and isinstance(part, int) else None
+        node = (
+            node.get(part)
+            if isinstance(node, dict)
+            else (node[part] if isinstance(node, list) and isinstance(part, int) else None)
         )
     refined = list(loc)
     for part in at:

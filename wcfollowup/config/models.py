@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from wcfollowup.config.base import _Model
-from wcfollowup.config.conditions import Condition
+from wcfollowup.config.conditions import Amount, Condition
 from wcfollowup.config.durations import Duration, at_least, format_duration, validate_duration
 from wcfollowup.config.fields import (
     ConfigPath,
@@ -53,13 +53,36 @@ SOURCE_PATH = "source_path"
 Loc = tuple[str | int, ...]
 
 
+Language = Literal["en", "id", "ms"]
+DEFAULT_LANGUAGE_BY_COUNTRY: dict[str, Language] = {"ID": "id", "MY": "ms", "BN": "ms"}
+
+
+def _country_code(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip().upper()
+        if len(value) == 2 and value.isalpha():
+            return value
+    raise invalid("country", "{value} is not a two-letter country code like ID or MY", value)
+
+
+CountryCode = Annotated[str, BeforeValidator(_country_code)]
+
+
 class StoreConfig(_Model):
     name: Text
     url: WebUrl
     consumer_key: Secret
     consumer_secret: Secret
     timezone: TimeZoneName
-    language: Literal["en", "id", "ms"] = "en"
+    language: Language = "en"
+    # Billing country -> message language; countries not listed get `language`.
+    language_by_country: dict[CountryCode, Language] = Field(
+        default_factory=lambda: dict(DEFAULT_LANGUAGE_BY_COUNTRY)
+    )
+    # Who gets owner notifications (a low survey score); default: the sender address.
+    owner_email: EmailAddress | None = None
+    # A page explaining returns, linked from the thank-you email.
+    returns_url: WebUrl | None = None
     request_timeout: Annotated[Duration, at_least(timedelta(seconds=1))] = timedelta(seconds=30)
     verify_tls: TlsVerify = True
 
@@ -74,6 +97,42 @@ class SendGridConfig(_Model):
     from_email: EmailAddress
     from_name: Text | None = None
     request_timeout: Annotated[Duration, at_least(timedelta(seconds=1))] = timedelta(seconds=15)
+    # A SendGrid unsubscribe group (Suppressions -> Unsubscribe Groups): SendGrid then hosts the
+    # unsubscribe link and suppresses the address itself. Without it, wcfollowup serves the link.
+    unsubscribe_group_id: Annotated[WholeNumber, Field(ge=1)] | None = None
+
+
+def _listen_address(value: Any) -> Any:
+    if isinstance(value, str):
+        host, sep, port = value.strip().rpartition(":")
+        host = host.strip("[]")
+        if sep and host and port.isdigit() and 0 <= int(port) <= 65535:
+            return (host, int(port))
+    raise invalid(
+        "listen",
+        "{value} is not an address to listen on; write HOST:PORT, like 127.0.0.1:8780",
+        value,
+    )
+
+
+ListenAddress = Annotated[
+    tuple[str, int],
+    PlainValidator(_listen_address),
+    PlainSerializer(lambda hp: f"{hp[0]}:{hp[1]}", return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "examples": ["127.0.0.1:8780"]}),
+]
+
+
+class HttpConfig(_Model):
+    """The daemon's small web listener for survey and unsubscribe links."""
+
+    listen: ListenAddress = ("127.0.0.1", 8780)
+    # The address customers' links start with, as your reverse proxy publishes the listener,
+    # e.g. https://batiksari.co.id/wcf
+    public_url: WebUrl
+    # Key for signing links. Default: generated on first start into the state folder.
+    signing_key: Secret | None = None
+    max_body_bytes: Annotated[WholeNumber, Field(ge=1024, le=1_048_576)] = 16_384
 
 
 class DatabaseConfig(_Model):
@@ -235,18 +294,74 @@ After = Annotated[
 WINDOW_ALWAYS = "always"
 
 
+StepKind = Literal["email", "review", "survey", "coupon"]
+DEFAULT_TEMPLATE: dict[str, str] = {
+    "review": "review-request",
+    "survey": "survey",
+    "coupon": "coupon",
+}
+
+
+def _coupon_prefix(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip().upper()
+        if 1 <= len(text) <= 12 and text.replace("-", "").isalnum() and text.isascii():
+            return text
+    raise invalid(
+        "coupon_prefix",
+        "{value} is not a coupon prefix; use 1 to 12 letters, digits or dashes, like TERIMAKASIH",
+        value,
+    )
+
+
+class CouponConfig(_Model):
+    """A personal coupon created in the store through ``POST /wc/v3/coupons``."""
+
+    discount_type: Literal["percent", "fixed_cart", "fixed_product"] = "percent"
+    amount: Amount
+    expires_in: Annotated[Duration, at_least(timedelta(days=1))] = timedelta(days=30)
+    minimum_spend: Amount | None = None
+    products: list[Annotated[WholeNumber, Field(ge=1)]] = Field(default_factory=list)
+    categories: list[Annotated[WholeNumber, Field(ge=1)]] = Field(default_factory=list)
+    exclude_sale_items: bool = False
+    free_shipping: bool = False
+    prefix: Annotated[str, BeforeValidator(_coupon_prefix)] = "THANKS"
+
+    @model_validator(mode="after")
+    def _sane_amount(self) -> Self:
+        if self.amount <= 0:
+            raise invalid("coupon_amount", "the coupon amount must be more than 0", "")
+        if self.discount_type == "percent" and self.amount > 100:
+            raise invalid(
+                "coupon_amount",
+                "a percent coupon cannot give more than 100% off (amount: {amount})",
+                "",
+                at=("amount",),
+                amount=str(self.amount),
+            )
+        return self
+
+
 class StepConfig(_Model):
     """One follow-up. ``after`` counts from ``anchor``: order completion or delivery.
+
+    Kinds: ``email`` sends ``template``; ``review`` asks for a review of each product not yet
+    reviewed; ``survey`` sends one-click rating links; ``coupon`` creates a personal coupon in
+    the store and emails it. ``to: owner`` sends to the shop owner instead of the customer.
 
     Window: a step's own ``window`` replaces the config's ``send_window``; ``window: always``
     (``window_always=True``) sends whenever due. Use :meth:`effective_window`.
     """
 
     name: Slug
-    kind: Literal["email"] = "email"
+    kind: StepKind = "email"
+    to: Literal["customer", "owner"] = "customer"
     after: After = timedelta(0)
     anchor: Literal["completed", "delivered"] = "completed"
-    template: Slug
+    template: Slug = ""
+    # Survey links stop working after this long.
+    expires_in: Annotated[Duration, at_least(timedelta(hours=1))] = timedelta(days=30)
+    coupon: CouponConfig | None = None
     window: SendWindow | None = None
     window_always: bool = False
     cap: FrequencyCap | None = None
@@ -279,6 +394,42 @@ class StepConfig(_Model):
             data.pop("window")
             data["window_always"] = True
         return data
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> Self:
+        if not self.template:
+            default = DEFAULT_TEMPLATE.get(self.kind)
+            if default is None:
+                raise invalid(
+                    "template_missing",
+                    "an email step needs a template, e.g. template: thank-you",
+                    "",
+                    at=("template",),
+                )
+            object.__setattr__(self, "template", default)
+        if self.kind == "coupon" and self.coupon is None:
+            raise invalid(
+                "coupon_missing",
+                "a coupon step needs a 'coupon' section, at least: coupon: {amount: 10}",
+                "",
+                at=("coupon",),
+            )
+        if self.kind != "coupon" and self.coupon is not None:
+            raise invalid(
+                "coupon_kind",
+                "'coupon' settings only apply to a step with kind: coupon",
+                "",
+                at=("coupon",),
+            )
+        if self.to == "owner" and self.kind != "email":
+            raise invalid(
+                "owner_kind",
+                "only an email step can go to the owner ('to: owner' with kind: {step_kind})",
+                "",
+                at=("to",),
+                step_kind=self.kind,
+            )
+        return self
 
     @model_validator(mode="after")
     def _window_choice(self) -> Self:
@@ -315,6 +466,7 @@ class Config(_Model):
     database: DatabaseConfig
     poll: PollConfig = PollConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    http: HttpConfig | None = None
     templates_dir: ConfigPath | None = None
     delivery: DeliveryConfig | None = None
     send_window: SendWindow | None = None
@@ -342,6 +494,31 @@ class Config(_Model):
                         at=("sequences", seq_index, "steps", step_index, "after"),
                         step=step.name,
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _links_are_served(self) -> Self:
+        if self.http is not None:
+            return self
+        for seq_index, sequence in enumerate(self.sequences):
+            for step_index, step in enumerate(sequence.steps):
+                if step.kind == "survey":
+                    raise invalid(
+                        "http_missing",
+                        "step '{step}' sends survey links, which wcfollowup serves itself: add an "
+                        "'http' section with public_url (see config.example.yaml)",
+                        "",
+                        at=("sequences", seq_index, "steps", step_index, "kind"),
+                        step=step.name,
+                    )
+        if self.sendgrid.unsubscribe_group_id is None:
+            raise invalid(
+                "unsubscribe_missing",
+                "every email carries an unsubscribe link: add an 'http' section with public_url "
+                "(wcfollowup serves the link), or set sendgrid.unsubscribe_group_id",
+                "",
+                at=("sendgrid",),
+            )
         return self
 
     @model_validator(mode="after")

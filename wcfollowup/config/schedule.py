@@ -142,11 +142,16 @@ def _validate_days(value: Any) -> frozenset[int]:
             _, _, hint = str(error).partition("; ")
             reason = f" ({hint})" if hint else ""
             raise invalid(
-                "days", "{value} is not a day{value_reason}; " + DAYS_HINT, value[error.index],
-                at=(error.index,), value_reason=reason,
+                "days",
+                "{value} is not a day{value_reason}; " + DAYS_HINT,
+                value[error.index],
+                at=(error.index,),
+                value_reason=reason,
             ) from None
         raise invalid(
-            "days", "{value} is not a list of days{value_reason}; " + DAYS_HINT, value,
+            "days",
+            "{value} is not a list of days{value_reason}; " + DAYS_HINT,
+            value,
             value_reason=reason,
         ) from None
 
@@ -180,8 +185,10 @@ def _clock(text: str, *, end: bool) -> time:
 
 def parse_hours(value: object) -> tuple[time, time]:
     """``"09:00-20:00"`` -> ``(time(9), time(20))``; ``24:00`` as the end means midnight."""
-    if isinstance(value, tuple | list) and len(value) == 2 and all(
-        isinstance(part, time) for part in value
+    if (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(part, time) for part in value)
     ):
         start, end = value
     elif isinstance(value, str):
@@ -214,7 +221,9 @@ def _validate_hours(value: Any) -> tuple[time, time]:
     except ValueError as error:
         reason = f" ({error})" if str(error) else ""
         raise invalid(
-            "hours", "{value} is not a time range{value_reason}; " + HOURS_HINT, value,
+            "hours",
+            "{value} is not a time range{value_reason}; " + HOURS_HINT,
+            value,
             value_reason=reason,
         ) from None
 

@@ -143,8 +143,12 @@ def _read_text(path: Path, file: str) -> str:
         raise ConfigError([file_problem(file, "this is a directory, not a file")]) from None
     except PermissionError:
         raise ConfigError(
-            [file_problem(file, "permission denied; the user running wcfollowup must be able "
-                          "to read this file")]
+            [
+                file_problem(
+                    file,
+                    "permission denied; the user running wcfollowup must be able to read this file",
+                )
+            ]
         ) from None
     except OSError as error:
         raise ConfigError([file_problem(file, f"cannot read the file: {error.strerror}")]) from None
@@ -251,8 +255,15 @@ def _refuse_alias_bombs(root: Node, file: str) -> None:
         if key in active:
             position = _position(node)
             raise ConfigError(
-                [file_problem(file, "an alias refers to its own anchor, which would repeat "
-                              "forever; remove the *alias", position.line, position.column)]
+                [
+                    file_problem(
+                        file,
+                        "an alias refers to its own anchor, which would repeat "
+                        "forever; remove the *alias",
+                        position.line,
+                        position.column,
+                    )
+                ]
             )
         active.add(key)
         total = 1

@@ -182,9 +182,7 @@ def _product_ids(facts: OrderFacts) -> set[int]:
     return ids
 
 
-def _match(
-    match: ProductMatch | TextMatch | None, present: Iterable[Any], what: str
-) -> str | None:
+def _match(match: ProductMatch | TextMatch | None, present: Iterable[Any], what: str) -> str | None:
     if match is None:
         return None
     have = set(present)
@@ -320,11 +318,13 @@ def _meta(condition: Condition, facts: OrderFacts) -> str | None:
 
 def _survey(condition: Condition, facts: OrderFacts) -> str | None:
     score = facts.survey_score
-    wanted = condition.survey_score_at_least
     if isinstance(score, bool) or not isinstance(score, int):
         return "no survey answer yet"
-    if wanted is not None and score < wanted:
-        return f"survey score {score} is below {wanted}"
+    least, most = condition.survey_score_at_least, condition.survey_score_at_most
+    if least is not None and score < least:
+        return f"survey score {score} is below {least}"
+    if most is not None and score > most:
+        return f"survey score {score} is above {most}"
     return None
 
 
@@ -343,6 +343,7 @@ _TESTS: Final = {
     "coupon_used": _coupon_used,
     "meta": _meta,
     "survey_score_at_least": _survey,
+    "survey_score_at_most": _survey,
 }
 
 
@@ -408,3 +409,11 @@ def needs_history(condition: Condition | None) -> bool:
 def needs_categories(condition: Condition | None) -> bool:
     """Whether ``categories:`` appears: the engine must look up product categories."""
     return condition is not None and any(node.categories is not None for node in walk(condition))
+
+
+def needs_survey(condition: Condition | None) -> bool:
+    """Whether a survey score is tested: the engine must look up the order's answer."""
+    return condition is not None and any(
+        node.survey_score_at_least is not None or node.survey_score_at_most is not None
+        for node in walk(condition)
+    )

@@ -50,9 +50,11 @@ def delivered_at(
     modified = _gmt(order.get("date_modified_gmt"))
     if delivery.status is not None:
         status = order.get("status")
-        if isinstance(status, str) and status.strip().lower().removeprefix("wc-") == (
-            delivery.status
-        ) and modified is not None:
+        if (
+            isinstance(status, str)
+            and status.strip().lower().removeprefix("wc-") == (delivery.status)
+            and modified is not None
+        ):
             found.append(modified)
     if delivery.meta_key is not None:
         for value in _meta_values(order, delivery.meta_key):
@@ -187,4 +189,3 @@ def _shipped_dates(value: object, store_tz: tzinfo) -> Iterator[datetime]:
             moment = parse_moment(item.get("date_shipped"), store_tz)
             if moment is not None:
                 yield moment
-

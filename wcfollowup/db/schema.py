@@ -132,3 +132,45 @@ unsubscribes = Table(
     Column("at", UTCDateTime, nullable=False),
     Column("source", String(100), nullable=False, default=""),
 )
+
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # One coupon per coupon step: a retry or a restart finds this row and reuses its code.
+    Column("step_id", Integer, ForeignKey("steps.id"), nullable=False, unique=True),
+    Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
+    Column("order_id", Integer, nullable=False),
+    # Lower-case, as the store keeps it; chosen (and committed) before the store is asked.
+    Column("code", String(64), nullable=False, unique=True),
+    Column("email", String(320), nullable=False),
+    Column("discount_type", String(32), nullable=False),
+    Column("amount", String(32), nullable=False),
+    Column("expires_local", String(32)),
+    Column("store_coupon_id", Integer),
+    Column("created_at", UTCDateTime),
+    # Only the worker holding an unexpired lease may ask the store to create the coupon.
+    Column("lease_until", UTCDateTime),
+    Column("redeemed_order_id", Integer),
+    Column("redeemed_order_number", String(64)),
+    Column("redeemed_amount", String(32)),
+    Column("redeemed_at", UTCDateTime),
+    Column("planned_at", UTCDateTime, nullable=False),
+    Index("ix_coupons_order", "store_id", "order_id"),
+)
+
+survey_responses = Table(
+    "survey_responses",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # The survey step that sent the links: the first score wins, replays change nothing.
+    Column("step_id", Integer, ForeignKey("steps.id"), nullable=False, unique=True),
+    Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
+    Column("order_id", Integer, nullable=False),
+    Column("email", String(320), nullable=False, default=""),
+    Column("score", Integer, nullable=False),
+    Column("comment", Text),
+    Column("answered_at", UTCDateTime, nullable=False),
+    Column("commented_at", UTCDateTime),
+    Index("ix_survey_order", "store_id", "order_id"),
+)

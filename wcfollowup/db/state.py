@@ -155,6 +155,17 @@ class StateStore:
         self.engine.dispose()
 
     @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """One transaction; for the small books (coupons, surveys) that share this database."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def step_row(self, conn: Connection, step_id: int) -> Any | None:
+        """A step with its order number and email, as log lines need it."""
+        rows = self._step_rows(conn, steps.c.id == step_id)
+        return rows[0] if rows else None
+
+    @contextmanager
     def _tx(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
@@ -642,13 +653,39 @@ class StateStore:
         cap_key: str | None = None,
     ) -> None:
         conn.execute(update(steps).where(steps.c.id == row.id).values(state=status, updated_at=now))
+        StateStore.log_line(
+            conn,
+            row,
+            status,
+            now,
+            recipient=recipient,
+            message_id=message_id,
+            reason=reason,
+            cap_key=cap_key,
+        )
+
+    @staticmethod
+    def log_line(
+        conn: Connection,
+        row: Any,
+        status: str,
+        now: datetime,
+        *,
+        recipient: str | None = None,
+        message_id: str | None = None,
+        reason: str = "",
+        cap_key: str | None = None,
+        order_id: int | None = None,
+        order_number: str | None = None,
+    ) -> None:
+        """A log line about a step; the order may be another one (a coupon's redemption)."""
         conn.execute(
             insert(messages).values(
                 at=now,
                 step_id=row.id,
                 store_id=row.store_id,
-                order_id=row.order_id,
-                order_number=row.order_number,
+                order_id=order_id if order_id is not None else row.order_id,
+                order_number=order_number if order_number is not None else row.order_number,
                 recipient=recipient if recipient is not None else row.email,
                 sequence=row.sequence,
                 step=row.step,

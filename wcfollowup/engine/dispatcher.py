@@ -11,28 +11,34 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from jinja2 import TemplateError
 
 from wcfollowup.clock import Clock
 from wcfollowup.config import Config, StepConfig
-from wcfollowup.core.conditions import evaluate, explain
-from wcfollowup.core.context import email_context
+from wcfollowup.core.conditions import evaluate, explain, needs_survey
 from wcfollowup.core.delivery import delivery_statuses
 from wcfollowup.core.emails import normalize_email
 from wcfollowup.core.orders import EXIT_STATUSES, OrderSnapshot
 from wcfollowup.core.planning import Timing, find_step, window_timezone
 from wcfollowup.core.windows import next_opening
+from wcfollowup.db.coupons import CouponBook
 from wcfollowup.db.state import ClaimedStep, StateStore
+from wcfollowup.db.surveys import SurveyBook
+from wcfollowup.engine.compose import Composer, NothingToSend, StepRef
+from wcfollowup.engine.coupon_issuer import CouponBusy, CouponIssuer, CouponRefused
 from wcfollowup.engine.facts import FactsSource
 from wcfollowup.mail.errors import MailAuthError, MailRejected, MailUnavailable, MailUncertain
-from wcfollowup.mail.message import OutgoingEmail
 from wcfollowup.mail.sendgrid_mailer import SendGridMailer
 from wcfollowup.render import Renderer, TemplateMissing
 from wcfollowup.woo.errors import OrderNotFound, StoreAuthError, StoreError
 from wcfollowup.woo.gateway import WooGateway
+
+if TYPE_CHECKING:
+    from wcfollowup.metrics import Metrics
+    from wcfollowup.tokens import LinkSigner
 
 log = structlog.get_logger("wcfollowup.dispatch")
 
@@ -62,6 +68,8 @@ class Dispatcher:
         state: StateStore,
         renderer: Renderer,
         clock: Clock,
+        signer: LinkSigner | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.gateway = gateway
@@ -73,6 +81,17 @@ class Dispatcher:
         self.paused_reason = ""
         self.facts = FactsSource(gateway)
         self.completed_statuses = frozenset({"completed", *delivery_statuses(config.delivery)})
+        self.metrics = metrics
+        self.surveys = SurveyBook(state)
+        self.coupons = CouponBook(state)
+        self.composer = Composer(
+            config,
+            gateway,
+            renderer,
+            signer,
+            self.surveys,
+            CouponIssuer(gateway, self.coupons, config.store.tz, clock),
+        )
 
     def dispatch(self) -> DispatchResult:
         result = DispatchResult()
@@ -135,9 +154,10 @@ class Dispatcher:
                 bound=bound,
             )
         billing = order.get("billing") or {}
+        to_owner = step_config.to == "owner"
         raw_email = str(billing.get("email") or "").strip()
         recipient = normalize_email(raw_email)
-        if recipient is None:
+        if recipient is None and not to_owner:
             shown = raw_email[:80] or "empty"
             return self._finish(
                 step,
@@ -146,8 +166,10 @@ class Dispatcher:
                 reason=f"order has no valid billing email ({shown})",
                 bound=bound,
             )
-
-        if self.state.is_unsubscribed(recipient):
+        if to_owner:
+            recipient = self.composer.owner_address()
+        assert recipient is not None
+        if not to_owner and self.state.is_unsubscribed(recipient):
             return self._finish(
                 step, "cancelled", recipient, reason="the recipient unsubscribed", bound=bound
             )
@@ -156,24 +178,28 @@ class Dispatcher:
             self.state.release(step.id, now, due_at=opening)
             bound.info("step held for its send window", opens=opening.isoformat())
             return "held"
-        guard = self._guard(step_config, order)
+        guard = self._guard(step_config, order, step.store_id)
         if guard is not None:
             return self._finish(step, "skipped", recipient, reason=guard, bound=bound)
         cap_key = self._cap_key(step_config)
-        capped = self._capped(step_config, recipient, cap_key, now)
+        capped = None if to_owner else self._capped(step_config, recipient, cap_key, now)
         if capped is not None:
             return self._finish(step, "skipped", recipient, reason=capped, bound=bound)
 
-        store = self.config.store
+        ref = StepRef(step.id, step.store_id, step.order_id, step.sequence, step.step)
         try:
-            context = email_context(
-                order,
-                store_name=store.name,
-                store_url=store.url,
-                store_tz=store.tz,
-                language=store.language,
-            )
-            rendered = self.renderer.render(step_config.template, store.language, context)
+            composed = self.composer.compose(ref, step_config, order, recipient, now)
+        except NothingToSend as exc:
+            return self._finish(step, "skipped", recipient, reason=str(exc), bound=bound)
+        except CouponBusy as exc:
+            return self._retry_later(step, str(exc), bound)
+        except CouponRefused as exc:
+            return self._finish(step, "failed", recipient, reason=str(exc), bound=bound)
+        except StoreAuthError as exc:
+            self.state.release(step.id, now)
+            raise Paused(str(exc)) from None
+        except StoreError as exc:
+            return self._retry_later(step, f"the store did not answer: {exc}", bound)
         except (TemplateError, TemplateMissing, KeyError, ValueError, TypeError) as exc:
             return self._finish(
                 step,
@@ -183,23 +209,9 @@ class Dispatcher:
                 bound=bound,
             )
 
-        email = OutgoingEmail(
-            to_email=recipient,
-            to_name=" ".join(str(billing.get(k) or "") for k in ("first_name", "last_name")),
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            categories=("wcfollowup", step.sequence, step.step),
-            custom_args={
-                "wcf_step_id": str(step.id),
-                "wcf_order_id": str(step.order_id),
-                "wcf_sequence": step.sequence,
-                "wcf_step": step.step,
-            },
-        )
         self.state.mark_sending(step.id, self.clock.now())
         try:
-            message_id = self.mailer.send(email)
+            message_id = self.mailer.send(composed.email)
         except MailUnavailable as exc:
             return self._retry_later(step, str(exc), bound)
         except MailAuthError as exc:
@@ -209,8 +221,17 @@ class Dispatcher:
             return self._finish(step, "failed", recipient, reason=str(exc), bound=bound)
         except MailUncertain as exc:
             return self._finish(step, "uncertain", recipient, reason=str(exc), bound=bound)
+        reason = ""
+        if composed.coupon is not None:
+            reason = f"coupon {composed.coupon.code.upper()}"
         return self._finish(
-            step, "sent", recipient, message_id=message_id, bound=bound, cap_key=cap_key
+            step,
+            "sent",
+            recipient,
+            message_id=message_id,
+            bound=bound,
+            cap_key=cap_key,
+            reason=reason,
         )
 
     # -- helpers --------------------------------------------------------------------------
@@ -227,11 +248,15 @@ class Dispatcher:
         timing = Timing(store_tz=self.config.store.tz, default_window=self.config.send_window)
         return next_opening(now, window, window_timezone(window, snapshot, timing))
 
-    def _guard(self, step: StepConfig, order: dict[str, Any]) -> str | None:
+    def _guard(self, step: StepConfig, order: dict[str, Any], store_id: int) -> str | None:
         """``only_if`` / ``skip_if`` against the order as it is now; a reason if it blocks."""
         if step.only_if is None and step.skip_if is None:
             return None
-        facts = self.facts.facts(order, [step.only_if, step.skip_if])
+        score = None
+        if needs_survey(step.only_if) or needs_survey(step.skip_if):
+            response = self.surveys.response_for_order(store_id, int(order["id"]))
+            score = response.score if response is not None else None
+        facts = self.facts.facts(order, [step.only_if, step.skip_if], survey_score=score)
         if step.only_if is not None and not evaluate(step.only_if, facts):
             return f"only_if not met: {explain(step.only_if, facts)}"
         if step.skip_if is not None and evaluate(step.skip_if, facts):
@@ -278,6 +303,8 @@ class Dispatcher:
         bound.info(
             "step " + status, status=status, reason=reason or None, provider_message_id=message_id
         )
+        if self.metrics is not None:
+            self.metrics.message_finished(kind=step.kind, status=status)
         return status
 
     def _after_crash(self, step: ClaimedStep, bound: Any) -> str:

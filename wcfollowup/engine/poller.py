@@ -25,6 +25,7 @@ from wcfollowup.clock import Clock
 from wcfollowup.config import Config, SequenceConfig
 from wcfollowup.core.conditions import evaluate, required_fields
 from wcfollowup.core.delivery import delivered_at, delivery_fields, delivery_statuses
+from wcfollowup.core.money import format_money
 from wcfollowup.core.orders import EXIT_STATUSES, OrderSnapshot, format_wc_gmt, parse_wc_gmt
 from wcfollowup.core.planning import (
     Enrollment,
@@ -34,6 +35,7 @@ from wcfollowup.core.planning import (
     is_new_completion,
     plan,
 )
+from wcfollowup.db.coupons import CouponBook, Redemption
 from wcfollowup.db.state import StateStore, StoreState
 from wcfollowup.engine.facts import FactsSource
 from wcfollowup.engine.page_stream import PageStream
@@ -73,8 +75,17 @@ class PollResult:
     delivered: int = 0
 
 
+COUPON_FIELDS = frozenset({"coupon_lines", "total", "currency"})
+
+
+def issues_coupons(config: Config) -> bool:
+    return any(step.kind == "coupon" for seq in config.sequences for step in seq.steps)
+
+
 def poll_fields(config: Config) -> str:
     fields = set(BASE_FIELDS) | delivery_fields(config.delivery)
+    if issues_coupons(config):  # to see our coupons being used
+        fields |= COUPON_FIELDS
     for sequence in config.sequences:
         if sequence.conditions is not None:
             fields |= required_fields(sequence.conditions)
@@ -164,6 +175,7 @@ class Poller:
             delivery=config.delivery,
         )
         self.facts = FactsSource(gateway)
+        self.coupons = CouponBook(state) if issues_coupons(config) else None
         self._probed = False
         # (order id, date_modified_gmt) handled recently: spares the database the overlap.
         self._recent: dict[tuple[int, datetime], datetime] = {}
@@ -269,6 +281,8 @@ class Poller:
                 continue
             totals["seen"] += 1
             if order.status in self.completed_statuses:
+                if self.coupons is not None and item.get("coupon_lines"):
+                    self._note_redemptions(order, item)
                 delivered = self._delivered_at(item)
                 plans.extend(self._plans(store, order, item, delivered))
                 if delivered is not None:
@@ -287,6 +301,26 @@ class Poller:
                     )
             self._recent[key] = order.modified_gmt
         return plans
+
+    def _note_redemptions(self, order: OrderSnapshot, item: dict[str, Any]) -> None:
+        """A completed order used one of our coupons: log it (first use only)."""
+        assert self.coupons is not None
+        codes = [
+            str(line.get("code") or "")
+            for line in item.get("coupon_lines") or []
+            if isinstance(line, dict)
+        ]
+        ours = self.coupons.known_codes(codes)
+        if not ours:
+            return
+        amount = format_money(
+            item.get("total", "0"),
+            str(item.get("currency") or "USD"),
+            self.config.store.language,
+        )
+        used = [Redemption(code, order.id, order.number, amount) for code in sorted(ours)]
+        if self.coupons.redeem(used, self.clock.now()):
+            log.info("coupon redeemed", order_id=order.id, codes=sorted(ours), total=amount)
 
     def _enroll(self, store: StoreState, plans: list[Enrollment], totals: dict[str, int]) -> None:
         stored = self.state.enroll_many(store.id, plans, self.clock.now())

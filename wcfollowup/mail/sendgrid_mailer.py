@@ -82,6 +82,10 @@ class SendGridMailer:
             body["categories"] = list(email.categories)[:10]
         if email.custom_args:
             body["custom_args"] = {k: str(v) for k, v in email.custom_args.items()}
+        if email.headers:
+            body["headers"] = dict(email.headers)
+        if email.asm_group_id is not None:
+            body["asm"] = {"group_id": email.asm_group_id}
         return body
 
     def send(self, email: OutgoingEmail) -> str:

@@ -21,8 +21,9 @@ def _price(cents: int) -> str:
     return str(whole) if part == 0 else f"{whole}.{part:02d}"
 
 
-def render_product(store: SandboxStore, product: Product, base_url: str,
-                   links: bool = True) -> dict[str, Any]:
+def render_product(
+    store: SandboxStore, product: Product, base_url: str, links: bool = True
+) -> dict[str, Any]:
     created = store.catalog_created
     price = _price(product.prices[seed.STORE_CURRENCY])
     body: dict[str, Any] = {
@@ -50,13 +51,21 @@ def render_product(store: SandboxStore, product: Product, base_url: str,
         "reviews_allowed": True,
         "average_rating": "0.00",
         "rating_count": 0,
-        "categories": [{"id": product.category.id, "name": product.category.name,
-                        "slug": product.category.slug}],
-        "images": [{
-            "id": product.image_id,
-            "src": f"{base_url}/wp-content/uploads/2026/10/{product.slug}.jpg",
-            "name": product.slug, "alt": product.name,
-        }],
+        "categories": [
+            {
+                "id": product.category.id,
+                "name": product.category.name,
+                "slug": product.category.slug,
+            }
+        ],
+        "images": [
+            {
+                "id": product.image_id,
+                "src": f"{base_url}/wp-content/uploads/2026/10/{product.slug}.jpg",
+                "name": product.slug,
+                "alt": product.name,
+            }
+        ],
         "stock_status": "instock",
         "meta_data": [],
     }
@@ -68,13 +77,19 @@ def render_product(store: SandboxStore, product: Product, base_url: str,
     return body
 
 
-def render_customer(store: SandboxStore, customer: Customer, base_url: str,
-                    links: bool = True) -> dict[str, Any]:
+def render_customer(
+    store: SandboxStore, customer: Customer, base_url: str, links: bool = True
+) -> dict[str, Any]:
     created = store.catalog_created + customer.id * 86400
     address = {
-        "first_name": customer.first_name, "last_name": customer.last_name,
-        "company": customer.company, "address_1": customer.address_1, "address_2": "",
-        "city": customer.city, "state": customer.state, "postcode": customer.postcode,
+        "first_name": customer.first_name,
+        "last_name": customer.last_name,
+        "company": customer.company,
+        "address_1": customer.address_1,
+        "address_2": "",
+        "city": customer.city,
+        "state": customer.state,
+        "postcode": customer.postcode,
         "country": customer.country,
     }
     body: dict[str, Any] = {

@@ -53,8 +53,14 @@ def control_routes(store: SandboxStore) -> list[BaseRoute]:
             ids = store.add_orders(int(body.get("n", 0)), str(body.get("status", "processing")))
         except (ValueError, TypeError) as error:
             return wp_error("sandbox_bad_request", str(error), 400)
-        return wp_json({"created": len(ids), "first_id": ids[0] if ids else None,
-                        "last_id": ids[-1] if ids else None}, 201)
+        return wp_json(
+            {
+                "created": len(ids),
+                "first_id": ids[0] if ids else None,
+                "last_id": ids[-1] if ids else None,
+            },
+            201,
+        )
 
     async def show(request: Request) -> Response:
         try:
@@ -74,15 +80,19 @@ def control_routes(store: SandboxStore) -> list[BaseRoute]:
             elif action == "touch":
                 order = store.touch(order_id)
             elif action == "refund":
-                order = store.refund(order_id, body.get("amount"),
-                                     str(body.get("reason", "Refund from the sandbox")))
+                order = store.refund(
+                    order_id, body.get("amount"), str(body.get("reason", "Refund from the sandbox"))
+                )
             elif action == "status":
                 order = store.set_status(order_id, str(body.get("status", "")))
             elif action == "meta":
                 order = store.set_meta(order_id, str(body["key"]), body.get("value"))
             else:
-                return wp_error("sandbox_unknown_action",
-                                f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}.", 404)
+                return wp_error(
+                    "sandbox_unknown_action",
+                    f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}.",
+                    404,
+                )
         except UnknownOrder:
             return wp_error("woocommerce_rest_shop_order_invalid_id", "Invalid ID.", 404)
         except (UnknownStatus, ValueError, KeyError) as error:

@@ -51,6 +51,8 @@ class Coupon:
     free_shipping: bool = False
     email_restrictions: list[str] = field(default_factory=list)
     product_ids: list[int] = field(default_factory=list)
+    product_categories: list[int] = field(default_factory=list)
+    exclude_sale_items: bool = False
     meta: list[dict[str, Any]] = field(default_factory=list)
     used_by: list[str] = field(default_factory=list)
 
@@ -89,14 +91,16 @@ def _local_ts(store: SandboxStore, value: object) -> int | None:
 def create_coupon(store: SandboxStore, body: dict[str, Any]) -> Coupon:
     """``POST /coupons``; call with ``store.lock`` held."""
     if "code" not in body:
-        raise CouponError("rest_missing_callback_param", "Missing parameter(s): code",
-                          params=["code"])
+        raise CouponError(
+            "rest_missing_callback_param", "Missing parameter(s): code", params=["code"]
+        )
     code = str(body["code"]).strip().lower()
     if not code:
         raise CouponError("woocommerce_rest_empty_coupon_code", "The coupon code cannot be empty.")
     if any(coupon.code == code for coupon in store.coupons.values()):
-        raise CouponError("woocommerce_rest_coupon_code_already_exists",
-                          "The coupon code already exists")
+        raise CouponError(
+            "woocommerce_rest_coupon_code_already_exists", "The coupon code already exists"
+        )
     kind = str(body.get("discount_type") or "fixed_cart")
     if kind not in COUPON_TYPES:
         raise CouponError("rest_invalid_param", "Invalid parameter(s): discount_type")
@@ -107,8 +111,11 @@ def create_coupon(store: SandboxStore, body: dict[str, Any]) -> Coupon:
         return int(value) if value not in (None, "") else None
 
     coupon = Coupon(
-        id=store.post_id(), code=code, amount_cents=_cents(body.get("amount")),
-        discount_type=kind, created=store.now_ts(),
+        id=store.post_id(),
+        code=code,
+        amount_cents=_cents(body.get("amount")),
+        discount_type=kind,
+        created=store.now_ts(),
         description=str(body.get("description") or ""),
         expires=_local_ts(store, body.get("date_expires")),  # date_expires_gmt alone: ignored
         individual_use=bool(body.get("individual_use", False)),
@@ -119,15 +126,21 @@ def create_coupon(store: SandboxStore, body: dict[str, Any]) -> Coupon:
         free_shipping=bool(body.get("free_shipping", False)),
         email_restrictions=[e for e in emails if _EMAIL.match(e)],
         product_ids=[int(p) for p in body.get("product_ids") or []],
-        meta=[{"id": store.meta_id(), "key": str(m.get("key")), "value": m.get("value")}
-              for m in body.get("meta_data") or [] if isinstance(m, dict)],
+        product_categories=[int(c) for c in body.get("product_categories") or []],
+        exclude_sale_items=bool(body.get("exclude_sale_items", False)),
+        meta=[
+            {"id": store.meta_id(), "key": str(m.get("key")), "value": m.get("value")}
+            for m in body.get("meta_data") or []
+            if isinstance(m, dict)
+        ],
     )
     store.coupons[coupon.id] = coupon
     return coupon
 
 
-def render_coupon(store: SandboxStore, coupon: Coupon, base_url: str,
-                  links: bool = True) -> dict[str, Any]:
+def render_coupon(
+    store: SandboxStore, coupon: Coupon, base_url: str, links: bool = True
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": coupon.id,
         "code": coupon.code,
@@ -149,9 +162,9 @@ def render_coupon(store: SandboxStore, coupon: Coupon, base_url: str,
         "usage_limit_per_user": coupon.usage_limit_per_user,
         "limit_usage_to_x_items": None,
         "free_shipping": coupon.free_shipping,
-        "product_categories": [],
+        "product_categories": coupon.product_categories,
         "excluded_product_categories": [],
-        "exclude_sale_items": False,
+        "exclude_sale_items": coupon.exclude_sale_items,
         "minimum_amount": money(coupon.minimum_cents),
         "maximum_amount": money(coupon.maximum_cents),
         "email_restrictions": coupon.email_restrictions,
@@ -176,19 +189,35 @@ def verified_buyer(store: SandboxStore, email: str, product_id: int) -> bool:
     )
 
 
-def create_review(store: SandboxStore, product_id: int, reviewer: str, reviewer_email: str,
-                  review: str, rating: int, status: str = "approved") -> Review:
+def create_review(
+    store: SandboxStore,
+    product_id: int,
+    reviewer: str,
+    reviewer_email: str,
+    review: str,
+    rating: int,
+    status: str = "approved",
+) -> Review:
     """Called with the lock held."""
     if product_id not in seed.PRODUCTS_BY_ID:
         raise KeyError(product_id)
-    item = Review(store.comment_id(), product_id, reviewer, reviewer_email.strip(),
-                  review, max(0, min(5, rating)), status, store.now_ts())
+    item = Review(
+        store.comment_id(),
+        product_id,
+        reviewer,
+        reviewer_email.strip(),
+        review,
+        max(0, min(5, rating)),
+        status,
+        store.now_ts(),
+    )
     store.reviews[item.id] = item
     return item
 
 
-def render_review(store: SandboxStore, item: Review, base_url: str,
-                  links: bool = True) -> dict[str, Any]:
+def render_review(
+    store: SandboxStore, item: Review, base_url: str, links: bool = True
+) -> dict[str, Any]:
     product = seed.PRODUCTS_BY_ID[item.product_id]
     avatar = hashlib.md5(item.reviewer_email.lower().encode(), usedforsecurity=False).hexdigest()
     body: dict[str, Any] = {
@@ -217,4 +246,3 @@ def render_review(store: SandboxStore, item: Review, base_url: str,
             "up": [{"href": f"{api}/products/{item.product_id}"}],
         }
     return body
-

@@ -62,9 +62,11 @@ def build_mail_app(sink: MailSink, api_key: str) -> Starlette:
     async def not_found(request: Request) -> Response:
         return _errors(404, [{"field": None, "message": "resource not found"}])
 
-    return Starlette(routes=[
-        Route("/v3/mail/send", send, methods=["POST"]),
-        Route("/_sandbox/mail", list_mail, methods=["GET"]),
-        Route("/_sandbox/mail", clear_mail, methods=["DELETE"]),
-        Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v3/mail/send", send, methods=["POST"]),
+            Route("/_sandbox/mail", list_mail, methods=["GET"]),
+            Route("/_sandbox/mail", clear_mail, methods=["DELETE"]),
+            Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        ]
+    )

@@ -28,7 +28,10 @@ from wcfollowup.sandbox.wp_params import PhpValue
 
 WINDOW_SECONDS = 15 * 60
 OAUTH_NAMES = (
-    "oauth_consumer_key", "oauth_timestamp", "oauth_nonce", "oauth_signature",
+    "oauth_consumer_key",
+    "oauth_timestamp",
+    "oauth_nonce",
+    "oauth_signature",
     "oauth_signature_method",
 )
 
@@ -79,8 +82,13 @@ def signature_base_string(method: str, base_url: str, params: dict[str, PhpValue
     return f"{method.upper()}&{rawurlencode(base_url)}&{'%26'.join(pairs)}"
 
 
-def sign(method: str, base_url: str, params: dict[str, PhpValue], secret: str,
-         algorithm: str = "HMAC-SHA256") -> str:
+def sign(
+    method: str,
+    base_url: str,
+    params: dict[str, PhpValue],
+    secret: str,
+    algorithm: str = "HMAC-SHA256",
+) -> str:
     digest = hashlib.sha1 if algorithm == "HMAC-SHA1" else hashlib.sha256
     text = signature_base_string(method, base_url, params)
     mac = hmac.new(f"{secret}&".encode(), text.encode(), digest)
@@ -101,8 +109,16 @@ class Authenticator:
         self._nonces: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, *, method: str, scheme: str, host: str, path: str,
-                     query: dict[str, PhpValue], authorization: str) -> AuthResult:
+    def authenticate(
+        self,
+        *,
+        method: str,
+        scheme: str,
+        host: str,
+        path: str,
+        query: dict[str, PhpValue],
+        authorization: str,
+    ) -> AuthResult:
         if scheme == "https":
             basic = self._basic(query, authorization)
             if basic.key is not None or basic.error is not None:
@@ -139,8 +155,9 @@ class Authenticator:
             return AuthResult(error=_auth_error("Consumer secret is invalid."))
         return AuthResult(key=key)
 
-    def _oauth(self, method: str, base_url: str, query: dict[str, PhpValue],
-               authorization: str) -> AuthResult:
+    def _oauth(
+        self, method: str, base_url: str, query: dict[str, PhpValue], authorization: str
+    ) -> AuthResult:
         params = dict(query)
         params.update(_oauth_header(authorization.strip()))
         missing = [name for name in OAUTH_NAMES if not params.get(name)]
@@ -148,8 +165,12 @@ class Authenticator:
             return AuthResult()
         if missing:
             noun = "parameter" if len(missing) == 1 else "parameters"
-            return AuthResult(error=AuthError("woocommerce_rest_authentication_missing_parameter",
-                                              f"Missing OAuth {noun} {', '.join(missing)}"))
+            return AuthResult(
+                error=AuthError(
+                    "woocommerce_rest_authentication_missing_parameter",
+                    f"Missing OAuth {noun} {', '.join(missing)}",
+                )
+            )
         values = {name: params[name] for name in OAUTH_NAMES}
         if not all(isinstance(value, str) for value in values.values()):
             return AuthResult(error=_auth_error("Invalid signature - failed to sort parameters."))
@@ -165,14 +186,17 @@ class Authenticator:
         expected = sign(method, base_url, params, key.consumer_secret, algorithm)
         if not hmac.compare_digest(expected.encode(), provided.encode()):
             return AuthResult(
-                error=_auth_error("Invalid signature - provided signature does not match."))
+                error=_auth_error("Invalid signature - provided signature does not match.")
+            )
 
-        error = self._check_timestamp_and_nonce(key, str(values["oauth_timestamp"]),
-                                                str(values["oauth_nonce"]))
+        error = self._check_timestamp_and_nonce(
+            key, str(values["oauth_timestamp"]), str(values["oauth_nonce"])
+        )
         return AuthResult(error=error) if error else AuthResult(key=key)
 
-    def _check_timestamp_and_nonce(self, key: ApiKey, raw_timestamp: str,
-                                   nonce: str) -> AuthError | None:
+    def _check_timestamp_and_nonce(
+        self, key: ApiKey, raw_timestamp: str, nonce: str
+    ) -> AuthError | None:
         now = int(self._wall_time())
         try:
             timestamp = int(raw_timestamp)

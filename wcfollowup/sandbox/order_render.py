@@ -56,18 +56,33 @@ Builder = Callable[["OrderRecord", RenderContext], Any]
 def _billing(record: OrderRecord, _: RenderContext) -> dict[str, str]:
     c = record.customer
     return {
-        "first_name": c.first_name, "last_name": c.last_name, "company": c.company,
-        "address_1": c.address_1, "address_2": "", "city": c.city, "state": c.state,
-        "postcode": c.postcode, "country": c.country, "email": c.email, "phone": c.phone,
+        "first_name": c.first_name,
+        "last_name": c.last_name,
+        "company": c.company,
+        "address_1": c.address_1,
+        "address_2": "",
+        "city": c.city,
+        "state": c.state,
+        "postcode": c.postcode,
+        "country": c.country,
+        "email": c.email,
+        "phone": c.phone,
     }
 
 
 def _shipping(record: OrderRecord, _: RenderContext) -> dict[str, str]:
     c = record.customer
     return {
-        "first_name": c.first_name, "last_name": c.last_name, "company": c.company,
-        "address_1": c.address_1, "address_2": "", "city": c.city, "state": c.state,
-        "postcode": c.postcode, "country": c.country, "phone": "",
+        "first_name": c.first_name,
+        "last_name": c.last_name,
+        "company": c.company,
+        "address_1": c.address_1,
+        "address_2": "",
+        "city": c.city,
+        "state": c.state,
+        "postcode": c.postcode,
+        "country": c.country,
+        "phone": "",
     }
 
 
@@ -90,51 +105,65 @@ def _line_items(record: OrderRecord, ctx: RenderContext) -> list[dict[str, Any]]
             share = discount * line_subtotal // subtotal
             given += share
         item_id = record.item_base + position
-        lines.append({
-            "id": item_id,
-            "name": product.name,
-            "product_id": product_id,
-            "variation_id": 0,
-            "quantity": qty,
-            "tax_class": "",
-            "subtotal": money(line_subtotal, ctx.dp),
-            "subtotal_tax": money(0, ctx.dp),
-            "total": money(line_subtotal - share, ctx.dp),
-            "total_tax": money(0, ctx.dp),
-            "taxes": [],
-            "meta_data": [{
-                "id": 100_000_000 + item_id, "key": "_reduced_stock", "value": str(qty),
-                "display_key": "_reduced_stock", "display_value": str(qty),
-            }],
-            "sku": product.sku,
-            "price": (line_subtotal - share) / qty / 100,
-            "image": {
-                "id": product.image_id,
-                "src": f"{ctx.base_url}/wp-content/uploads/2026/10/{product.slug}.jpg",
-            },
-            "parent_name": None,
-        })
+        lines.append(
+            {
+                "id": item_id,
+                "name": product.name,
+                "product_id": product_id,
+                "variation_id": 0,
+                "quantity": qty,
+                "tax_class": "",
+                "subtotal": money(line_subtotal, ctx.dp),
+                "subtotal_tax": money(0, ctx.dp),
+                "total": money(line_subtotal - share, ctx.dp),
+                "total_tax": money(0, ctx.dp),
+                "taxes": [],
+                "meta_data": [
+                    {
+                        "id": 100_000_000 + item_id,
+                        "key": "_reduced_stock",
+                        "value": str(qty),
+                        "display_key": "_reduced_stock",
+                        "display_value": str(qty),
+                    }
+                ],
+                "sku": product.sku,
+                "price": (line_subtotal - share) / qty / 100,
+                "image": {
+                    "id": product.image_id,
+                    "src": f"{ctx.base_url}/wp-content/uploads/2026/10/{product.slug}.jpg",
+                },
+                "parent_name": None,
+            }
+        )
     return lines
 
 
 def _shipping_lines(record: OrderRecord, ctx: RenderContext) -> list[dict[str, Any]]:
     title, _ = seed.SHIPPING.get(record.currency, ("Flat rate", 0))
-    return [{
-        "id": record.item_base + len(record.items),
-        "method_title": title,
-        "method_id": "flat_rate",
-        "instance_id": "",
-        "total": money(record.shipping_cents(), ctx.dp),
-        "total_tax": money(0, ctx.dp),
-        "taxes": [],
-        "meta_data": [],
-    }]
+    return [
+        {
+            "id": record.item_base + len(record.items),
+            "method_title": title,
+            "method_id": "flat_rate",
+            "instance_id": "",
+            "total": money(record.shipping_cents(), ctx.dp),
+            "total_tax": money(0, ctx.dp),
+            "taxes": [],
+            "meta_data": [],
+        }
+    ]
 
 
 def _coupon_lines(record: OrderRecord, ctx: RenderContext) -> list[dict[str, Any]]:
     return [
-        {"id": line.id, "code": line.code, "discount": money(line.cents, ctx.dp),
-         "discount_tax": money(0, ctx.dp), "meta_data": []}
+        {
+            "id": line.id,
+            "code": line.code,
+            "discount": money(line.cents, ctx.dp),
+            "discount_tax": money(0, ctx.dp),
+            "meta_data": [],
+        }
         for line in record.coupons or ()
     ]
 
@@ -147,8 +176,10 @@ def _refunds(record: OrderRecord, ctx: RenderContext) -> list[dict[str, Any]]:
 
 
 def _payment_url(record: OrderRecord, ctx: RenderContext) -> str:
-    return (f"{ctx.base_url}/checkout/order-pay/{record.id}/"
-            f"?pay_for_order=true&key={seed.order_key(record.id)}")
+    return (
+        f"{ctx.base_url}/checkout/order-pay/{record.id}/"
+        f"?pay_for_order=true&key={seed.order_key(record.id)}"
+    )
 
 
 def _zero(_: OrderRecord, ctx: RenderContext) -> str:
@@ -216,8 +247,14 @@ def order_links(record: OrderRecord, base_url: str) -> dict[str, list[dict[str, 
     return links
 
 
-def render_order(store: SandboxStore, record: OrderRecord, base_url: str, *, dp: int = 2,
-                 only: Collection[str] | None = None) -> dict[str, Any]:
+def render_order(
+    store: SandboxStore,
+    record: OrderRecord,
+    base_url: str,
+    *,
+    dp: int = 2,
+    only: Collection[str] | None = None,
+) -> dict[str, Any]:
     """Build the order JSON; ``only`` limits it to those top-level fields (without ``_links``)."""
     ctx = RenderContext(store, base_url, dp)
     if only is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import threading
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -34,9 +35,18 @@ class Sandbox:
     readonly_consumer_secret = READONLY_CONSUMER_SECRET
     sendgrid_api_key = SENDGRID_API_KEY
 
-    def __init__(self, clock: Clock, timezone: str = "Asia/Jakarta", seed: bool = True,
-                 https: bool = False, legacy_wc: bool = False, *, host: str = "127.0.0.1",
-                 store_port: int = 0, mail_port: int = 0) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        timezone: str = "Asia/Jakarta",
+        seed: bool = True,
+        https: bool = False,
+        legacy_wc: bool = False,
+        *,
+        host: str = "127.0.0.1",
+        store_port: int = 0,
+        mail_port: int = 0,
+    ) -> None:
         self.clock = clock
         self.host = host
         self.https = https
@@ -44,10 +54,12 @@ class Sandbox:
         if seed:
             self.store.seed_history()
         self.sink = MailSink(clock)
-        self.auth = Authenticator([
-            ApiKey(CONSUMER_KEY, CONSUMER_SECRET, "read_write"),
-            ApiKey(READONLY_CONSUMER_KEY, READONLY_CONSUMER_SECRET, "read"),
-        ])
+        self.auth = Authenticator(
+            [
+                ApiKey(CONSUMER_KEY, CONSUMER_SECRET, "read_write"),
+                ApiKey(READONLY_CONSUMER_KEY, READONLY_CONSUMER_SECRET, "read"),
+            ]
+        )
         self.store_faults = FaultSeam(StoreApp(self.store, self.auth).app)
         self.mail_faults = FaultSeam(build_mail_app(self.sink, SENDGRID_API_KEY))
         self.ca_file: Path | None = None
@@ -55,10 +67,10 @@ class Sandbox:
         if https:
             self._tls = make_self_signed()
             self.ca_file = self._tls[0]
-        self._store_server = ServerThread(ClockDateHeader(self.store_faults, clock), host,
-                                          store_port, tls=self._tls)
-        self._mail_server = ServerThread(ClockDateHeader(self.mail_faults, clock), host,
-                                         mail_port)
+        self._store_server = ServerThread(
+            ClockDateHeader(self.store_faults, clock), host, store_port, tls=self._tls
+        )
+        self._mail_server = ServerThread(ClockDateHeader(self.mail_faults, clock), host, mail_port)
         self.store_url = ""
         self.sendgrid_host = ""
 
@@ -94,18 +106,24 @@ class Sandbox:
             "SENDGRID_API_KEY": self.sendgrid_api_key,
         }
 
-    def config_yaml(self, database_path: object, *, name: str = "Toko Batik Sari",
-                    language: str = "en") -> str:
+    def config_yaml(
+        self, database_path: object, *, name: str = "Toko Batik Sari", language: str = "en"
+    ) -> str:
         """The ``store``, ``sendgrid`` and ``database`` blocks of a config aimed at this sandbox.
 
         Keys stay ``${VARS}`` (see ``config_env``), as in a real config; callers append their
         own ``poll``, ``dispatch`` and ``sequences``.
         """
-        return sandbox_config_yaml(self.store_url, self.sendgrid_host, database_path,
-                                   name=name, language=language)
+        return sandbox_config_yaml(
+            self.store_url, self.sendgrid_host, database_path, name=name, language=language
+        )
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
@@ -124,18 +142,44 @@ sendgrid:
   from_name: {name}
 database:
   path: {db_path}
+http:
+  listen: 127.0.0.1:{http_port}
+  public_url: http://127.0.0.1:{http_port}
 """
 
 
-def sandbox_config_yaml(store_url: str, mail_url: str, database_path: object, *,
-                        name: str = "Toko Batik Sari", language: str = "en") -> str:
+def sandbox_config_yaml(
+    store_url: str,
+    mail_url: str,
+    database_path: object,
+    *,
+    name: str = "Toko Batik Sari",
+    language: str = "en",
+) -> str:
     """``Sandbox.config_yaml`` for a sandbox known only by its URLs (another process)."""
-    return SANDBOX_CONFIG.format(name=name, language=language, store_url=store_url,
-                                 mail_url=mail_url, db_path=database_path)
+    return SANDBOX_CONFIG.format(
+        name=name,
+        language=language,
+        store_url=store_url,
+        mail_url=mail_url,
+        db_path=database_path,
+        http_port=free_port(),
+    )
 
 
-def serve_forever(host: str = "127.0.0.1", store_port: int = 8765, mail_port: int = 8766,
-                  clock: Clock | None = None) -> None:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now, for the daemon's link listener in a sandbox config."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_forever(
+    host: str = "127.0.0.1",
+    store_port: int = 8765,
+    mail_port: int = 8766,
+    clock: Clock | None = None,
+) -> None:
     """Run a seeded sandbox on fixed ports until SIGINT or SIGTERM (``wcfollowup sandbox``)."""
     stop = threading.Event()
 
@@ -143,19 +187,22 @@ def serve_forever(host: str = "127.0.0.1", store_port: int = 8765, mail_port: in
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    sandbox = Sandbox(clock or SystemClock(), host=host, store_port=store_port,
-                      mail_port=mail_port)
+    sandbox = Sandbox(clock or SystemClock(), host=host, store_port=store_port, mail_port=mail_port)
     try:
         sandbox.start()
-        print(f"WooCommerce sandbox store: {sandbox.store_url}  (Toko Sari, "
-              f"{len(sandbox.store.orders)} orders, time zone {sandbox.store.timezone_name})")
+        print(
+            f"WooCommerce sandbox store: {sandbox.store_url}  (Toko Sari, "
+            f"{len(sandbox.store.orders)} orders, time zone {sandbox.store.timezone_name})"
+        )
         print(f"  consumer_key:    {sandbox.consumer_key}")
         print(f"  consumer_secret: {sandbox.consumer_secret}")
         print(f"SendGrid sandbox sink:     {sandbox.sendgrid_host}")
         print(f"  api_key:         {sandbox.sendgrid_api_key}")
-        print(f"Sandbox-only control API:  POST {sandbox.store_url}/_sandbox/orders, "
-              f"POST .../_sandbox/orders/<id>/complete|refund|cancel, "
-              f"GET {sandbox.sendgrid_host}/_sandbox/mail")
+        print(
+            f"Sandbox-only control API:  POST {sandbox.store_url}/_sandbox/orders, "
+            f"POST .../_sandbox/orders/<id>/complete|refund|cancel, "
+            f"GET {sandbox.sendgrid_host}/_sandbox/mail"
+        )
         print("Press Ctrl+C to stop.", flush=True)
         stop.wait()
     finally:

@@ -11,17 +11,28 @@ from starlette.types import ASGIApp
 
 
 class ServerThread:
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0,
-                 tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.host = host
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", date_header=False,
-            server_header=False, access_log=False, lifespan="off",
-            ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None,
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            date_header=False,
+            server_header=False,
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
         )
         self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, name="sandbox-server",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.server.run, name="sandbox-server", daemon=True)
         self.port = 0
 
     def start(self, timeout: float = 10.0) -> int:

@@ -52,8 +52,10 @@ from wcfollowup.sandbox.wp_responses import NO_ROUTE, pagination_headers, wp_err
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 CANNOT_LIST = ("woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
 CANNOT_VIEW = ("woocommerce_rest_cannot_view", "Sorry, you cannot view this resource.")
-CANNOT_CREATE = ("woocommerce_rest_cannot_create",
-                 "Sorry, you are not allowed to create resources.")
+CANNOT_CREATE = (
+    "woocommerce_rest_cannot_create",
+    "Sorry, you are not allowed to create resources.",
+)
 
 
 @dataclass(frozen=True)
@@ -89,31 +91,48 @@ class StoreApp:
         self.store = store
         self.auth = auth
         self.routes = [
-            WpRoute(re.compile(r"wc/v3/orders"),
-                    {"GET": self.list_orders, "OPTIONS": self.orders_schema}, CANNOT_LIST),
+            WpRoute(
+                re.compile(r"wc/v3/orders"),
+                {"GET": self.list_orders, "OPTIONS": self.orders_schema},
+                CANNOT_LIST,
+            ),
             WpRoute(re.compile(r"wc/v3/orders/(?P<id>\d+)"), {"GET": self.get_order}, CANNOT_VIEW),
             WpRoute(re.compile(r"wc/v3/products"), {"GET": self.list_products}, CANNOT_LIST),
-            WpRoute(re.compile(r"wc/v3/products/(?P<id>\d+)"), {"GET": self.get_product},
-                    CANNOT_VIEW),
+            WpRoute(
+                re.compile(r"wc/v3/products/(?P<id>\d+)"), {"GET": self.get_product}, CANNOT_VIEW
+            ),
             WpRoute(re.compile(r"wc/v3/customers"), {"GET": self.list_customers}, CANNOT_LIST),
-            WpRoute(re.compile(r"wc/v3/coupons"),
-                    {"GET": self.list_coupons, "POST": self.create_coupon}, CANNOT_LIST),
-            WpRoute(re.compile(r"wc/v3/coupons/(?P<id>\d+)"), {"GET": self.get_coupon},
-                    CANNOT_VIEW),
-            WpRoute(re.compile(r"wc/v3/products/reviews"),
-                    {"GET": self.list_reviews, "POST": self.create_review}, CANNOT_LIST),
-            WpRoute(re.compile(r"wc/v3/products/reviews/(?P<id>\d+)"), {"GET": self.get_review},
-                    CANNOT_VIEW),
-            WpRoute(re.compile(r"wc/v3/system_status"), {"GET": self.get_system_status},
-                    CANNOT_LIST),
+            WpRoute(
+                re.compile(r"wc/v3/coupons"),
+                {"GET": self.list_coupons, "POST": self.create_coupon},
+                CANNOT_LIST,
+            ),
+            WpRoute(
+                re.compile(r"wc/v3/coupons/(?P<id>\d+)"), {"GET": self.get_coupon}, CANNOT_VIEW
+            ),
+            WpRoute(
+                re.compile(r"wc/v3/products/reviews"),
+                {"GET": self.list_reviews, "POST": self.create_review},
+                CANNOT_LIST,
+            ),
+            WpRoute(
+                re.compile(r"wc/v3/products/reviews/(?P<id>\d+)"),
+                {"GET": self.get_review},
+                CANNOT_VIEW,
+            ),
+            WpRoute(
+                re.compile(r"wc/v3/system_status"), {"GET": self.get_system_status}, CANNOT_LIST
+            ),
         ]
-        self.app = Starlette(routes=[
-            Route("/wp-json", self.index, methods=["GET"]),
-            Route("/wp-json/", self.index, methods=["GET"]),
-            Route("/wp-json/{rest:path}", self.rest, methods=ALL_METHODS),
-            *control_routes(store),
-            Route("/", self.home, methods=["GET"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/wp-json", self.index, methods=["GET"]),
+                Route("/wp-json/", self.index, methods=["GET"]),
+                Route("/wp-json/{rest:path}", self.rest, methods=ALL_METHODS),
+                *control_routes(store),
+                Route("/", self.home, methods=["GET"]),
+            ]
+        )
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -123,8 +142,11 @@ class StoreApp:
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         method = request.method
         result = self.auth.authenticate(
-            method=method, scheme=request.url.scheme, host=request.headers.get("host", ""),
-            path=raw_path.decode("latin-1"), query=params,
+            method=method,
+            scheme=request.url.scheme,
+            host=request.headers.get("host", ""),
+            path=raw_path.decode("latin-1"),
+            query=params,
             authorization=request.headers.get("authorization", ""),
         )
         if result.error is not None:
@@ -155,8 +177,10 @@ class StoreApp:
         if route.startswith("/wc/"):
             # WooCommerce only authenticates keys when REQUEST_URI contains wp-json/wc/.
             return wp_error(*CANNOT_LIST, 401)
-        page = (f"<!doctype html><title>{seed.STORE_NAME}</title>"
-                f"<h1>{seed.STORE_NAME}</h1><p>wcfollowup sandbox store.</p>")
+        page = (
+            f"<!doctype html><title>{seed.STORE_NAME}</title>"
+            f"<h1>{seed.STORE_NAME}</h1><p>wcfollowup sandbox store.</p>"
+        )
         return Response(page, media_type="text/html")
 
     # -- orders --------------------------------------------------------------------------------
@@ -170,15 +194,21 @@ class StoreApp:
         with self.store.lock:
             result = run_order_query(self.store, query)
             items = [
-                render_order(self.store, self.store.orders[order_id], call.base_url,
-                             dp=query.dp, only=only)
+                render_order(
+                    self.store, self.store.orders[order_id], call.base_url, dp=query.dp, only=only
+                )
                 for order_id in result.ids
             ]
         if tree is not None:
             items = [filter_fields(item, tree) for item in items]
         headers = pagination_headers(
-            call.base_url, "wc/v3/orders", call.params, query.page, result.total,
-            query.per_page, {"status": {"0": "any"}, "dp": "2", "context": "view"},
+            call.base_url,
+            "wc/v3/orders",
+            call.params,
+            query.page,
+            result.total,
+            query.per_page,
+            {"status": {"0": "any"}, "dp": "2", "context": "view"},
         )
         headers["Allow"] = "GET, POST"
         return wp_json(items, headers=headers)
@@ -204,8 +234,20 @@ class StoreApp:
         arg_names = ["context", "page", "per_page", "search", "after", "before"]
         if not self.store.legacy_wc:
             arg_names += ["modified_after", "modified_before"]
-        arg_names += ["dates_are_gmt", "exclude", "include", "offset", "order", "orderby",
-                      "parent", "parent_exclude", "status", "customer", "product", "dp"]
+        arg_names += [
+            "dates_are_gmt",
+            "exclude",
+            "include",
+            "offset",
+            "order",
+            "orderby",
+            "parent",
+            "parent_exclude",
+            "status",
+            "customer",
+            "product",
+            "dp",
+        ]
         args: dict[str, dict[str, Any]] = {name: {"required": False} for name in arg_names}
         args["per_page"].update(type="integer", default=10, minimum=1, maximum=100)
         args["page"].update(type="integer", default=1, minimum=1)
@@ -215,8 +257,11 @@ class StoreApp:
         args["dates_are_gmt"].update(type="boolean", default=False)
         args["orderby"].update(type="string", default="date", enum=ORDERBY)
         args["order"].update(type="string", default="desc", enum=["asc", "desc"])
-        args["status"].update(type="array", default="any", items={
-            "type": "string", "enum": ["any", "trash", *self.store.statuses]})
+        args["status"].update(
+            type="array",
+            default="any",
+            items={"type": "string", "enum": ["any", "trash", *self.store.statuses]},
+        )
         body = {
             "namespace": "wc/v3",
             "methods": ["GET", "POST"],
@@ -234,10 +279,17 @@ class StoreApp:
     # -- catalogue and system --------------------------------------------------------------
 
     async def list_products(self, call: Call) -> Response:
-        return self._small_list(call, "wc/v3/products", [
-            render_product(self.store, product, call.base_url, links=False)
-            for product in seed.PRODUCTS
-        ], {"sku": "sku", "search": "name"})
+        include = {int(p) for p in as_list(call.params.get("include")) if p.isdigit()}
+        return self._small_list(
+            call,
+            "wc/v3/products",
+            [
+                render_product(self.store, product, call.base_url, links=False)
+                for product in seed.PRODUCTS
+                if not include or product.id in include
+            ],
+            {"sku": "sku", "search": "name"},
+        )
 
     async def get_product(self, call: Call) -> Response:
         product = seed.PRODUCTS_BY_ID.get(int(call.match["id"]))
@@ -247,10 +299,15 @@ class StoreApp:
 
     async def list_customers(self, call: Call) -> Response:
         registered = [c for c in seed.CUSTOMERS if c.id]
-        return self._small_list(call, "wc/v3/customers", [
-            render_customer(self.store, customer, call.base_url, links=False)
-            for customer in registered
-        ], {"email": "email", "search": "email"})
+        return self._small_list(
+            call,
+            "wc/v3/customers",
+            [
+                render_customer(self.store, customer, call.base_url, links=False)
+                for customer in registered
+            ],
+            {"email": "email", "search": "email"},
+        )
 
     async def get_system_status(self, call: Call) -> Response:
         return self._single(call, system_status(self.store, call.base_url))
@@ -277,8 +334,11 @@ class StoreApp:
                 rendered = render_coupon(self.store, coupon, call.base_url)
         except CouponError as error:
             return wp_error(error.code, error.message, 400, **error.data)
-        return wp_json(rendered, 201, headers={
-            "Location": f"{call.base_url}/wp-json/wc/v3/coupons/{coupon.id}"})
+        return wp_json(
+            rendered,
+            201,
+            headers={"Location": f"{call.base_url}/wp-json/wc/v3/coupons/{coupon.id}"},
+        )
 
     async def get_coupon(self, call: Call) -> Response:
         with self.store.lock:
@@ -309,9 +369,14 @@ class StoreApp:
         try:
             with self.store.lock:
                 review = create_review(
-                    self.store, int(body.get("product_id", 0)), str(body.get("reviewer", "")),
-                    str(body.get("reviewer_email", "")), str(body.get("review", "")),
-                    int(body.get("rating", 0)), str(body.get("status", "approved")))
+                    self.store,
+                    int(body.get("product_id", 0)),
+                    str(body.get("reviewer", "")),
+                    str(body.get("reviewer_email", "")),
+                    str(body.get("review", "")),
+                    int(body.get("rating", 0)),
+                    str(body.get("status", "approved")),
+                )
                 rendered = render_review(self.store, review, call.base_url)
         except (KeyError, ValueError):
             return wp_error("woocommerce_rest_product_invalid_id", "Invalid product ID.", 404)
@@ -333,8 +398,9 @@ class StoreApp:
                 body["_links"] = links
         return wp_json(body)
 
-    def _small_list(self, call: Call, route: str, items: list[dict[str, Any]],
-                    filters: dict[str, str]) -> Response:
+    def _small_list(
+        self, call: Call, route: str, items: list[dict[str, Any]], filters: dict[str, str]
+    ) -> Response:
         errors = ParamErrors()
         page = read_int(call.params, "page", 1, errors, minimum=1)
         per_page = read_int(call.params, "per_page", 10, errors, minimum=1, maximum=100)
@@ -344,15 +410,21 @@ class StoreApp:
             wanted = call.params.get(param)
             if isinstance(wanted, str) and wanted:
                 exact = param != "search"
-                items = [item for item in items if (
-                    str(item[key]).lower() == wanted.lower() if exact
-                    else wanted.lower() in str(item[key]).lower())]
+                items = [
+                    item
+                    for item in items
+                    if (
+                        str(item[key]).lower() == wanted.lower()
+                        if exact
+                        else wanted.lower() in str(item[key]).lower()
+                    )
+                ]
         total = len(items)
         chunk = items[(page - 1) * per_page : page * per_page]
         tree = call.fields()
         if tree is not None:
             chunk = [filter_fields(item, tree) for item in chunk]
-        headers = pagination_headers(call.base_url, route, call.params, page, total, per_page,
-                                     {"context": "view"})
+        headers = pagination_headers(
+            call.base_url, route, call.params, page, total, per_page, {"context": "view"}
+        )
         return wp_json(chunk, headers=headers)
-

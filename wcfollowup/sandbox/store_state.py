@@ -24,8 +24,15 @@ from wcfollowup.sandbox.order_render import render_order
 from wcfollowup.sandbox.seed import Customer
 
 DEFAULT_STATUSES = (
-    "auto-draft", "pending", "processing", "on-hold", "completed", "cancelled", "refunded",
-    "failed", "checkout-draft",
+    "auto-draft",
+    "pending",
+    "processing",
+    "on-hold",
+    "completed",
+    "cancelled",
+    "refunded",
+    "failed",
+    "checkout-draft",
 )
 # "any" in WordPress means every status that is searchable: not trash, not auto-draft.
 NOT_IN_ANY = frozenset({"trash", "auto-draft"})
@@ -127,8 +134,9 @@ def _cents(amount: object) -> int:
 class SandboxStore:
     """Thread-safe: the HTTP server and the test (or demo) thread both mutate it."""
 
-    def __init__(self, clock: Clock, timezone: str = "Asia/Jakarta",
-                 legacy_wc: bool = False) -> None:
+    def __init__(
+        self, clock: Clock, timezone: str = "Asia/Jakarta", legacy_wc: bool = False
+    ) -> None:
         self.clock = clock
         self.tz: ZoneInfo = ZoneInfo(timezone)
         self.timezone_name = timezone
@@ -222,8 +230,8 @@ class SandboxStore:
     def _resolve_customer(self, key: str | None) -> Customer:
         if key is None:
             return self.synthetic(self._rng.randrange(seed.SYNTHETIC_POOL))
-        if key.startswith("shopper") and key[len("shopper"):].isdigit():
-            return self.synthetic(int(key[len("shopper"):]))  # a guest with no history yet
+        if key.startswith("shopper") and key[len("shopper") :].isdigit():
+            return self.synthetic(int(key[len("shopper") :]))  # a guest with no history yet
         try:
             return seed.CUSTOMERS_BY_KEY[key]
         except KeyError:
@@ -232,11 +240,22 @@ class SandboxStore:
 
     # -- creating orders ---------------------------------------------------------------------
 
-    def _new_record(self, customer: Customer, items: tuple[tuple[int, int], ...], status: str,
-                    currency: str, created: int) -> OrderRecord:
+    def _new_record(
+        self,
+        customer: Customer,
+        items: tuple[tuple[int, int], ...],
+        status: str,
+        currency: str,
+        created: int,
+    ) -> OrderRecord:
         record = OrderRecord(
-            id=self.post_id(), status=status, customer=customer, items=items,
-            currency=currency, created=created, modified=created,
+            id=self.post_id(),
+            status=status,
+            customer=customer,
+            items=items,
+            currency=currency,
+            created=created,
+            modified=created,
             paid=created if status in PAID_STATUSES else None,
             completed=created if status == "completed" else None,
             item_base=self._next_item_id,
@@ -244,10 +263,15 @@ class SandboxStore:
         self._next_item_id += len(items) + 1  # line items plus one shipping line
         return record
 
-    def create_order(self, customer: str | None = None, items: list[tuple[int, int]] | None = None,
-                     status: str = "processing", currency: str | None = None,
-                     meta: dict[str, object] | None = None,
-                     coupons: list[str] | None = None) -> dict[str, Any]:
+    def create_order(
+        self,
+        customer: str | None = None,
+        items: list[tuple[int, int]] | None = None,
+        status: str = "processing",
+        currency: str | None = None,
+        meta: dict[str, object] | None = None,
+        coupons: list[str] | None = None,
+    ) -> dict[str, Any]:
         """Place an order now; ``coupons`` redeems existing coupon codes (see ``used_by``)."""
         with self.lock:
             self._check_status(status)
@@ -286,13 +310,20 @@ class SandboxStore:
             wanted = code.strip().lower()
             return next((c for c in self.coupons.values() if c.code == wanted), None)
 
-    def add_review(self, product_id: int, reviewer_email: str, rating: int = 5,
-                   reviewer: str = "Pelanggan", review: str = "Bagus sekali!",
-                   status: str = "approved") -> int:
+    def add_review(
+        self,
+        product_id: int,
+        reviewer_email: str,
+        rating: int = 5,
+        reviewer: str = "Pelanggan",
+        review: str = "Bagus sekali!",
+        status: str = "approved",
+    ) -> int:
         """A review left on the shop's own form (not via the API); returns its id."""
         with self.lock:
-            return create_review(self, product_id, reviewer, reviewer_email, review, rating,
-                                 status).id
+            return create_review(
+                self, product_id, reviewer, reviewer_email, review, rating, status
+            ).id
 
     def add_orders(self, n: int, status: str = "processing", spread_seconds: int = 0) -> list[int]:
         """Bulk-create ``n`` orders (synthetic guests, shared item combos) in one pass.
@@ -318,10 +349,20 @@ class SandboxStore:
                 created = now - (spread_seconds * (n - 1 - offset)) // max(n - 1, 1)
                 customer = self.synthetic(rng.randrange(pool))
                 chosen = combos[rng.randrange(len(combos))]
-                append(OrderRecord(
-                    first_id + offset, status, customer, chosen, customer.currency, created,
-                    created, created if paid else None, created if completed else None, item_id,
-                ))
+                append(
+                    OrderRecord(
+                        first_id + offset,
+                        status,
+                        customer,
+                        chosen,
+                        customer.currency,
+                        created,
+                        created,
+                        created if paid else None,
+                        created if completed else None,
+                        item_id,
+                    )
+                )
                 item_id += len(chosen) + 1
             self._next_post_id = first_id + n
             self._next_item_id = item_id
@@ -367,11 +408,17 @@ class SandboxStore:
                     MetaEntry(self.meta_id(), "_new_order_email_sent", "true"),
                 ]
                 if status == "refunded":
-                    record.refunds = [Refund(self.post_id(), "Barang rusak saat pengiriman",
-                                             record.total_cents())]
+                    record.refunds = [
+                        Refund(self.post_id(), "Barang rusak saat pengiriman", record.total_cents())
+                    ]
                 if index == seed.PARTIAL_REFUND_SEED:
-                    record.refunds = [Refund(self.post_id(), "Partial refund: one bag missing",
-                                             seed.PRODUCTS_BY_ID[15].prices[record.currency])]
+                    record.refunds = [
+                        Refund(
+                            self.post_id(),
+                            "Partial refund: one bag missing",
+                            seed.PRODUCTS_BY_ID[15].prices[record.currency],
+                        )
+                    ]
                 self.orders[record.id] = record
                 self._index(record)
 
@@ -416,16 +463,18 @@ class SandboxStore:
             self._mutate(order_id)
             return self.render(order_id)
 
-    def refund(self, order_id: int, amount: object | None = None,
-               reason: str = "Refund from the sandbox") -> dict[str, Any]:
+    def refund(
+        self, order_id: int, amount: object | None = None, reason: str = "Refund from the sandbox"
+    ) -> dict[str, Any]:
         """Refund ``amount`` (major units) or everything left; a full refund sets ``refunded``."""
         with self.lock:
             record = self._record(order_id)
             remaining = record.total_cents() - record.refunded_cents()
             cents = remaining if amount is None else _cents(amount)
             if cents <= 0 or cents > remaining:
-                raise ValueError(f"refund of {cents} cents on order {order_id} "
-                                 f"with {remaining} cents refundable")
+                raise ValueError(
+                    f"refund of {cents} cents on order {order_id} with {remaining} cents refundable"
+                )
             refunds = record.refunds if record.refunds is not None else []
             refunds.insert(0, Refund(self.post_id(), reason, cents))
             record.refunds = refunds
@@ -469,4 +518,3 @@ class SandboxStore:
                 return sorted(self.orders)
             index = self.indexes.get(status)
             return list(index.by_id) if index else []
-

@@ -112,8 +112,14 @@ def wp_list(items: list[str]) -> str:
     return ", ".join(items[:-1]) + f", and {items[-1]}"
 
 
-def read_int(params: dict[str, PhpValue], name: str, default: int, errors: ParamErrors,
-             minimum: int | None = None, maximum: int | None = None) -> int:
+def read_int(
+    params: dict[str, PhpValue],
+    name: str,
+    default: int,
+    errors: ParamErrors,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
     raw = params.get(name)
     if raw is None:
         return default
@@ -122,8 +128,11 @@ def read_int(params: dict[str, PhpValue], name: str, default: int, errors: Param
         return default
     value = int(raw)
     if minimum is not None and maximum is not None and not minimum <= value <= maximum:
-        errors.add(name, "rest_out_of_bounds",
-                   f"{name} must be between {minimum} (inclusive) and {maximum} (inclusive)")
+        errors.add(
+            name,
+            "rest_out_of_bounds",
+            f"{name} must be between {minimum} (inclusive) and {maximum} (inclusive)",
+        )
     elif minimum is not None and value < minimum:
         errors.add(name, "rest_out_of_bounds", f"{name} must be greater than or equal to {minimum}")
     return value
@@ -139,8 +148,9 @@ def read_bool(params: dict[str, PhpValue], name: str, errors: ParamErrors) -> bo
     return False
 
 
-def read_enum(params: dict[str, PhpValue], name: str, allowed: list[str], default: str,
-              errors: ParamErrors) -> str:
+def read_enum(
+    params: dict[str, PhpValue], name: str, allowed: list[str], default: str, errors: ParamErrors
+) -> str:
     raw = params.get(name)
     if raw is None:
         return default

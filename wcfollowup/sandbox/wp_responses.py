@@ -16,7 +16,7 @@ REST_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Access-Control-Expose-Headers": "X-WP-Total, X-WP-TotalPages, Link",
     "Access-Control-Allow-Headers": "Authorization, X-WP-Nonce, Content-Disposition, "
-                                    "Content-MD5, Content-Type",
+    "Content-MD5, Content-Type",
     "Expires": "Wed, 11 Jan 1984 05:00:00 GMT",
     "Cache-Control": "no-cache, must-revalidate, max-age=0",
 }
@@ -26,16 +26,27 @@ NO_ROUTE = ("rest_no_route", "No route was found matching the URL and request me
 
 def wp_json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     content = json.dumps(body, separators=(",", ":")).encode()
-    return Response(content, status_code=status, headers={**REST_HEADERS, **(headers or {})},
-                    media_type=JSON_TYPE)
+    return Response(
+        content,
+        status_code=status,
+        headers={**REST_HEADERS, **(headers or {})},
+        media_type=JSON_TYPE,
+    )
 
 
 def wp_error(code: str, message: str, status: int, **data: Any) -> Response:
     return wp_json({"code": code, "message": message, "data": {"status": status, **data}}, status)
 
 
-def pagination_headers(base_url: str, route: str, params: dict[str, PhpValue], page: int,
-                       total: int, per_page: int, defaults: dict[str, PhpValue]) -> dict[str, str]:
+def pagination_headers(
+    base_url: str,
+    route: str,
+    params: dict[str, PhpValue],
+    page: int,
+    total: int,
+    per_page: int,
+    defaults: dict[str, PhpValue],
+) -> dict[str, str]:
     """``X-WP-Total``/``X-WP-TotalPages`` and a ``Link`` with only prev/next, echoing every
     request parameter (credentials and stale OAuth signatures included) as WooCommerce does."""
     total_pages = math.ceil(total / per_page) if per_page else 0
@@ -58,6 +69,4 @@ def pagination_headers(base_url: str, route: str, params: dict[str, PhpValue], p
         links.append(link(page + 1, "next"))
     if not links:
         links.append(f'<{base_url}/wp-json/>; rel="https://api.w.org/"')
-    return {"X-WP-Total": str(total), "X-WP-TotalPages": str(total_pages),
-            "Link": ", ".join(links)}
-
+    return {"X-WP-Total": str(total), "X-WP-TotalPages": str(total_pages), "Link": ", ".join(links)}

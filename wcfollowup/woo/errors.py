@@ -20,7 +20,15 @@ class StoreAuthError(StoreError):
 
 
 class StoreRequestError(StoreError):
-    """Any other 4xx: our request was wrong for this store."""
+    """Any other 4xx: our request was wrong for this store. ``code`` is WooCommerce's own."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CouponExists(StoreRequestError):
+    """``POST /coupons`` with a code the store already has."""
 
 
 class OrderNotFound(StoreError):

@@ -28,6 +28,7 @@ from tenacity import (
 from wcfollowup.core.orders import format_wc_gmt
 from wcfollowup.redact import redact
 from wcfollowup.woo.errors import (
+    CouponExists,
     OrderNotFound,
     StoreAuthError,
     StoreError,
@@ -72,6 +73,14 @@ def _retry_after(response: requests.Response) -> float | None:
         return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), MAX_RETRY_AFTER)
 
 
+def _error_code(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("code") or "") if isinstance(body, dict) else ""
+
+
 def _error_text(response: requests.Response) -> str:
     try:
         body = response.json()
@@ -80,6 +89,9 @@ def _error_text(response: requests.Response) -> str:
     if isinstance(body, dict) and "code" in body:
         return f"HTTP {response.status_code} {body.get('code')}: {body.get('message', '')}"
     return f"HTTP {response.status_code}"
+
+
+COUPON_EXISTS = "woocommerce_rest_coupon_code_already_exists"
 
 
 class WooGateway:
@@ -225,9 +237,83 @@ class WooGateway:
             )
         return page.server_time
 
+    def products(self, product_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Permalink, name and images of products, for links and pictures in emails."""
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(product_ids), 100):
+            chunk = product_ids[start : start + 100]
+            _response, items = self._get(
+                "products",
+                {
+                    "include": ",".join(str(i) for i in chunk),
+                    "per_page": len(chunk),
+                    "_fields": "id,name,permalink,images",
+                },
+            )
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict) and isinstance(item.get("id"), int):
+                    found[item["id"]] = item
+        return found
+
+    def reviewed_products(self, email: str, product_ids: list[int]) -> set[int]:
+        """Which of these products already have a review by this address (any status).
+
+        ``GET /products/reviews?reviewer_email=…&product=…``: the store filters by both, so one
+        request covers a whole order.
+        """
+        if not product_ids:
+            return set()
+        _response, items = self._get(
+            "products/reviews",
+            {
+                "reviewer_email": email,
+                "product": ",".join(str(i) for i in product_ids),
+                "status": "all",
+                "per_page": 100,
+                "_fields": "id,product_id,reviewer_email",
+            },
+        )
+        wanted = email.strip().lower()
+        return {
+            int(item["product_id"])
+            for item in (items if isinstance(items, list) else [])
+            if isinstance(item, dict)
+            and str(item.get("reviewer_email", "")).strip().lower() == wanted
+            and isinstance(item.get("product_id"), int)
+        }
+
+    def find_coupon(self, code: str) -> dict[str, Any] | None:
+        """The coupon with exactly this code (the store keeps codes lower-case), if any."""
+        _response, items = self._get("coupons", {"code": code.lower(), "per_page": 10})
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and str(item.get("code", "")).lower() == code.lower():
+                return item
+        return None
+
+    def create_coupon(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /coupons``; raises ``CouponExists`` when the code is taken.
+
+        Retrying a POST that timed out is safe here: the code is fixed before the first
+        attempt, so a retry that finds its own coupon already made gets ``CouponExists`` and
+        the caller reuses it.
+        """
+        _response, created = self._call("POST", "coupons", {}, body)
+        if not isinstance(created, dict):
+            raise StoreUnavailable("the created coupon was not a JSON object")
+        return created
+
     # -- plumbing -------------------------------------------------------------------------
 
     def _get(self, endpoint: str, params: dict[str, Any]) -> tuple[requests.Response, Any]:
+        return self._call("GET", endpoint, params)
+
+    def _call(
+        self,
+        method: str,
+        endpoint: str,
+        params: dict[str, Any],
+        body: dict[str, Any] | None = None,
+    ) -> tuple[requests.Response, Any]:
         retrying = Retrying(
             retry=retry_if_exception_type(StoreUnavailable),
             stop=stop_after_attempt(self._attempts),
@@ -235,7 +321,7 @@ class WooGateway:
             sleep=self._sleep,
             reraise=True,
         )
-        return retrying(self._get_once, endpoint, params)
+        return retrying(self._call_once, method, endpoint, params, body)
 
     @staticmethod
     def _wait(state: RetryCallState) -> float:
@@ -245,9 +331,18 @@ class WooGateway:
             return max(error.retry_after, backoff)
         return backoff
 
-    def _get_once(self, endpoint: str, params: dict[str, Any]) -> tuple[requests.Response, Any]:
+    def _call_once(
+        self,
+        method: str,
+        endpoint: str,
+        params: dict[str, Any],
+        body: dict[str, Any] | None,
+    ) -> tuple[requests.Response, Any]:
         try:
-            response = self._api.get(endpoint, params=dict(params))
+            if method == "POST":
+                response = self._api.post(endpoint, body or {}, params=dict(params))
+            else:
+                response = self._api.get(endpoint, params=dict(params))
         except requests.Timeout as exc:
             raise StoreUnavailable(
                 f"timed out talking to {self.url} ({type(exc).__name__})"
@@ -278,7 +373,10 @@ class WooGateway:
             raise OrderNotFound(f"{endpoint} does not exist on {self.url} ({text})")
         if status == 429 or status >= 500:
             raise StoreUnavailable(f"{self.url} answered {text}", _retry_after(response))
-        raise StoreRequestError(f"{self.url} rejected GET {endpoint}: {text}")
+        code = _error_code(response)
+        if code == COUPON_EXISTS:
+            raise CouponExists(f"{self.url} already has this coupon code ({text})", code)
+        raise StoreRequestError(f"{self.url} rejected {method} {endpoint}: {text}", code)
 
     def _json(self, response: requests.Response) -> Any:
         try:
