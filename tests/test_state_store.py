@@ -113,3 +113,12 @@ def test_a_second_daemon_on_the_same_database_is_refused(store_url: str) -> None
     third = StateStore(store_url)
     third.lock()  # released with the first one
     third.close()
+
+
+def test_the_head_constant_matches_the_newest_migration() -> None:
+    """``migrate.HEAD`` lets a current database skip importing Alembic; it must not go stale."""
+    from alembic.script import ScriptDirectory
+
+    from wcfollowup.db.migrate import HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD

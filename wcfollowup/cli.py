@@ -530,7 +530,7 @@ def sandbox(
 def demo(
     speed: Annotated[
         float, typer.Option(help="How much faster than real time the clock runs.")
-    ] = 120.0,
+    ] = 360.0,
 ) -> None:
     """Run the real daemon against the built-in sandbox with a fast clock and show the log.
 

@@ -18,7 +18,7 @@ from jinja2 import TemplateError
 
 from wcfollowup.clock import Clock
 from wcfollowup.config import Config, StepConfig
-from wcfollowup.core.conditions import evaluate, explain, needs_survey
+from wcfollowup.core.conditions import describe, evaluate, explain, needs_survey
 from wcfollowup.core.delivery import delivery_statuses
 from wcfollowup.core.emails import normalize_email
 from wcfollowup.core.orders import EXIT_STATUSES, OrderSnapshot
@@ -260,7 +260,7 @@ class Dispatcher:
         if step.only_if is not None and not evaluate(step.only_if, facts):
             return f"only_if not met: {explain(step.only_if, facts)}"
         if step.skip_if is not None and evaluate(step.skip_if, facts):
-            return "skip_if met"
+            return f"skip_if met: {describe(step.skip_if)}"
         return None
 
     @staticmethod

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from wcfollowup.clock import Clock, SystemClock
 from wcfollowup.config import Config
-from wcfollowup.core.conditions import evaluate, explain
+from wcfollowup.core.conditions import describe, evaluate, explain
 from wcfollowup.core.emails import normalize_email
 from wcfollowup.engine.compose import Composer, NothingToSend, StepRef
 from wcfollowup.engine.facts import FactsSource
@@ -72,7 +72,7 @@ def preview_emails(
             if step_config.only_if is not None and not evaluate(step_config.only_if, facts):
                 notes.append(f"only_if not met: {explain(step_config.only_if, facts)}")
             if step_config.skip_if is not None and evaluate(step_config.skip_if, facts):
-                notes.append("skip_if met")
+                notes.append(f"skip_if met: {describe(step_config.skip_if)}")
             if step_config.to == "owner":
                 recipient = composer.owner_address()
             elif customer is None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import http.client
 import logging
+import sys
 import time
+import types
 import urllib.error
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +44,22 @@ def _provider_reason(exc: Any) -> str:
     return f"HTTP {getattr(exc, 'status_code', '?')}"
 
 
+def _client_class() -> Any:
+    """``sendgrid.SendGridAPIClient``, without the event-webhook helper the package pulls in.
+
+    ``sendgrid/__init__`` star-imports ``helpers.eventwebhook``, which loads cryptography's
+    OpenSSL bindings (about 8 MB resident for the daemon's whole life) to verify webhook
+    signatures, something a sender never does. An empty stand-in module is registered first
+    unless the real one is already loaded; Mail Send is unaffected.
+    """
+    name = "sendgrid.helpers.eventwebhook"
+    if name not in sys.modules:
+        sys.modules[name] = types.ModuleType(name, "not loaded by wcfollowup (unused)")
+    from sendgrid import SendGridAPIClient
+
+    return SendGridAPIClient
+
+
 class SendGridMailer:
     def __init__(
         self,
@@ -54,7 +72,7 @@ class SendGridMailer:
         attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from sendgrid import SendGridAPIClient
+        SendGridAPIClient = _client_class()
 
         self._client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
         self._client.client.timeout = timeout
