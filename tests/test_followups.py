@@ -365,3 +365,32 @@ def test_the_language_follows_the_billing_country(
     indonesian = by_to["dewi.lestari@example.test"]
     assert malay.subject != indonesian.subject
     assert "RM" in malay.text or "%" in malay.text
+
+
+def test_with_a_sendgrid_unsubscribe_group_sendgrid_hosts_the_link(
+    sandbox: Sandbox, clock: FakeClock, tmp_path: Path
+) -> None:
+    text = sandbox.config_yaml(tmp_path / "state.db")
+    text = text[: text.index("http:\n")].replace(
+        "  from_email:", "  unsubscribe_group_id: 4242\n  from_email:", 1
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        text + "sequences:\n  - name: t\n    steps:\n      - {name: t, template: thank-you}\n",
+        encoding="utf-8",
+    )
+    daemon = Daemon(load_config(path, env=sandbox_env(sandbox)), clock, sleep=lambda _s: None)
+    try:
+        daemon.run_once()
+        order_id = int(sandbox.store.create_order(customer="siti", items=[(11, 1)])["id"])
+        clock.advance(timedelta(minutes=1))
+        sandbox.store.complete(order_id)
+        clock.advance(timedelta(minutes=1))
+        daemon.poll_once()
+        drain(daemon)
+    finally:
+        daemon.close()
+    [mail] = sandbox.sink.messages
+    assert mail.payload["asm"] == {"group_id": 4242}
+    assert "<%asm_group_unsubscribe_raw_url%>" in mail.html
+    assert "headers" not in mail.payload  # SendGrid adds its own List-Unsubscribe

@@ -107,3 +107,21 @@ def test_the_unsubscribe_link_cancels_what_was_waiting(
     assert daemon.state.is_unsubscribed("dewi.lestari@example.test")
     [cancelled] = [m for m in daemon.state.messages(order_id=order_id) if m.step == "thanks-again"]
     assert cancelled.status == "cancelled" and "unsubscribed" in cancelled.reason
+
+
+def test_metrics_and_health_describe_the_daemon(
+    sandbox: Sandbox, clock: FakeClock, daemon: Daemon
+) -> None:
+    surveyed_order(sandbox, clock, daemon)
+    assert daemon.config.http is not None
+    host, port = "127.0.0.1", daemon._web.port if daemon._web else 0
+    text = httpx.get(f"http://{host}:{port}/metrics").text
+    assert 'wcfollowup_messages_total{kind="survey",status="sent"} 1.0' in text
+    assert 'wcfollowup_steps{state="sent"} 1.0' in text
+    assert 'wcfollowup_steps{state="pending"} 1.0' in text  # thanks-again waits
+    assert "wcfollowup_polls_total" in text and "wcfollowup_queue_depth 0.0" in text
+    daemon.poll_once()
+    assert httpx.get(f"http://{host}:{port}/healthz").status_code == 200
+    clock.advance(timedelta(hours=1))  # no poll for an hour: polling is not happening
+    stale = httpx.get(f"http://{host}:{port}/healthz")
+    assert stale.status_code == 503 and "no successful poll" in stale.text

@@ -73,6 +73,7 @@ class Daemon:
         self._sleep = sleep
         self.metrics = Metrics(started_at=self.clock.now())
         self._web: WebServer | None = None
+        self.metrics.before_scrape = self._refresh_gauges
         self._poll_lock = threading.Lock()
         self._dispatch_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
@@ -200,6 +201,14 @@ class Daemon:
         if result.outcomes:
             log.info("dispatch done", **result.outcomes)
         return result
+
+    def _refresh_gauges(self) -> None:
+        """Steps by state and queue depth for /metrics: two COUNT queries, on each scrape."""
+        try:
+            self.metrics.set_step_counts(self.state.step_states())
+            self.metrics.set_queue_depth(self.state.due_count(self.clock.now()))
+        except Exception as exc:  # metrics must never stop dispatch
+            log.warning("could not refresh metrics", error=type(exc).__name__)
 
     def check_store(self) -> None:
         """Fail fast on a store that cannot be polled safely; anything else is retried later."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -28,6 +28,9 @@ class Metrics:
     def __init__(self, *, started_at: datetime | None = None) -> None:
         """``started_at`` is when the first poll became due; without it, the first health check."""
         self.registry = CollectorRegistry(auto_describe=True)
+        # Set by the daemon: counts steps by state and the due queue, so a scrape is current
+        # and nothing is queried when nobody scrapes.
+        self.before_scrape: Callable[[], None] | None = None
         self._polls = Counter(
             "wcfollowup_polls",
             "Polls of the store, by outcome.",
@@ -105,6 +108,10 @@ class Metrics:
         self._queue_depth.set(due)
 
     def exposition(self) -> bytes:
+        """The text Prometheus scrapes; gauges read from the database are refreshed first."""
+        refresh = self.before_scrape
+        if refresh is not None:
+            refresh()
         return generate_latest(self.registry)
 
     def health(self, now: datetime, poll_interval: timedelta) -> tuple[bool, str]:

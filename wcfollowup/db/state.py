@@ -554,11 +554,20 @@ class StateStore:
 
     def step_states(self) -> dict[str, int]:
         with self._tx() as conn:
-            rows = conn.execute(select(steps.c.state)).all()
-        counts: dict[str, int] = {}
-        for (state,) in rows:
-            counts[state] = counts.get(state, 0) + 1
-        return counts
+            rows = conn.execute(select(steps.c.state, func.count()).group_by(steps.c.state)).all()
+        return {state: int(count) for state, count in rows}
+
+    def due_count(self, now: datetime) -> int:
+        """Pending steps already due: the dispatch queue's depth."""
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(steps)
+                    .where(steps.c.state == "pending", steps.c.due_at <= now)
+                ).scalar()
+                or 0
+            )
 
     # -- internals ------------------------------------------------------------------------
 
