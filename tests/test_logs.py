@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -10,6 +11,14 @@ import structlog
 from wcfollowup.logs import configure_logging, register_secrets
 
 SECRETS = ("ck_live_recognisable_1111", "cs_live_recognisable_2222", "SG.recognisable_3333")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """configure_logging binds the current stderr (here: capsys's, closed after the test)."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def test_no_configured_secret_reaches_a_log_line(capsys: pytest.CaptureFixture[str]) -> None:
