@@ -15,9 +15,8 @@ The variables are documented, one by one, in ``docs/templates.md``.
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, Final
@@ -28,9 +27,12 @@ from markupsafe import Markup
 
 from wcfollowup.core.delivery import parse_moment
 from wcfollowup.core.money import LOCALE_FOR_LANGUAGE, format_money, to_decimal
+from wcfollowup.core.shapes import dicts, integer, mapping, text, web_url
 
 __all__ = [
     "DEFAULT_TRACKING_META_KEY",
+    "MAX_LISTED_ITEMS",
+    "MAX_REVIEW_PRODUCTS",
     "Section",
     "email_context",
     "format_local_date",
@@ -38,7 +40,11 @@ __all__ = [
 ]
 
 DEFAULT_TRACKING_META_KEY: Final = "_wc_shipment_tracking_items"
-_WEB_SCHEMES: Final = ("http://", "https://")
+# Lines listed in an email; ``order.items_not_listed`` counts the rest. Gmail clips an HTML part
+# over 102 KB ("[Message clipped]"), hiding the footer with its unsubscribe link: 300 lines of a
+# wholesale order take about 110 KB, 50 take about 20 KB. The totals still cover every line.
+MAX_LISTED_ITEMS: Final = 50
+MAX_REVIEW_PRODUCTS: Final = 10
 # A SendGrid substitution tag such as <%asm_group_unsubscribe_raw_url%>.
 _SENDGRID_TAG: Final = re.compile(r"<%[a-z_]+%>")
 
@@ -70,14 +76,15 @@ def email_context(
     ``products`` (product id -> WooCommerce product JSON) supplies permalinks and images, which
     an order does not carry; without it links are empty and templates leave them out.
     """
-    currency = _text(order.get("currency")).upper() or "USD"
-    billing = _mapping(order.get("billing"))
+    currency = text(order.get("currency")).upper() or "USD"
+    billing = mapping(order.get("billing"))
 
     def money(amount: object) -> str:
         return safe_money(amount, currency, language)
 
-    items = _line_items(order, products or {}, money)
-    subtotal = sum(map(_line_subtotal, _dicts(order.get("line_items"))), Decimal(0))
+    every_item = _line_items(order, products or {}, money)
+    items = every_item[:MAX_LISTED_ITEMS]
+    subtotal = sum(map(_line_subtotal, dicts(order.get("line_items"))), Decimal(0))
     tax = to_decimal(order.get("total_tax"))
     tax = tax if tax.is_finite() else Decimal(0)
     created = parse_moment(order.get("date_created_gmt"), UTC) or parse_moment(
@@ -85,26 +92,28 @@ def email_context(
     )
     context: dict[str, Any] = {
         "customer": {
-            "first_name": _text(billing.get("first_name")),
-            "last_name": _text(billing.get("last_name")),
-            "email": _text(billing.get("email")),
+            "first_name": text(billing.get("first_name")),
+            "last_name": text(billing.get("last_name")),
+            "email": text(billing.get("email")),
         },
         "order": {
-            "id": _int(order.get("id")),
-            "number": _text(order.get("number")) or _text(order.get("id")),
+            "id": integer(order.get("id")),
+            "number": text(order.get("number")) or text(order.get("id")),
             "date": format_local_date(created, store_tz, language) if created else "",
             "items": items,
             "line_items": items,
+            "item_count": len(every_item),
+            "items_not_listed": len(every_item) - len(items),
             "subtotal": money(subtotal),
             "tax_total": money(tax) if tax else "",
             "shipping_total": money(order.get("shipping_total", "0")),
             "discount_total": money(order.get("discount_total", "0")),
             "total": money(order.get("total", "0")),
             "currency": currency,
-            "payment_method": _text(order.get("payment_method_title")),
+            "payment_method": text(order.get("payment_method_title")),
             "coupons": [
                 code
-                for code in (_text(line.get("code")) for line in _dicts(order.get("coupon_lines")))
+                for code in (text(line.get("code")) for line in dicts(order.get("coupon_lines")))
                 if code
             ],
             "tracking": _tracking(order, tracking_meta_key, store_tz, language),
@@ -112,10 +121,10 @@ def email_context(
         "store": {"name": store_name, "url": store_url, "returns_url": returns_url or ""},
         "language": language,
         "unsubscribe_url": "",
-        "review": {"products": _reviewable(items)},
+        "review": {"products": _reviewable(every_item)},
     }
     context.update(extras or {})
-    context["review"] = _fill_review(context.get("review"), items)
+    context["review"] = _fill_review(context.get("review"), every_item)
     context["unsubscribe_url"] = _substitution_tag(context.get("unsubscribe_url"))
     return {key: _labelled(value, key) for key, value in context.items()}
 
@@ -150,22 +159,22 @@ def _line_items(
     money: Callable[[object], str],
 ) -> list[dict[str, Any]]:
     items = []
-    for item in _dicts(order.get("line_items")):
-        quantity = _int(item.get("quantity"))
-        product_id = _int(item.get("product_id"))
-        product = _mapping(products.get(product_id))
-        url = _web_url(product.get("permalink"))
-        image = _first_image(product) or _web_url(_mapping(item.get("image")).get("src"))
+    for item in dicts(order.get("line_items")):
+        quantity = integer(item.get("quantity"))
+        product_id = integer(item.get("product_id"))
+        product = mapping(products.get(product_id))
+        url = web_url(product.get("permalink"))
+        image = _first_image(product) or web_url(mapping(item.get("image")).get("src"))
         subtotal = _line_subtotal(item)
         price = subtotal / quantity if quantity else to_decimal(item.get("price"))
         items.append(
             {
-                "name": _text(item.get("name")) or _text(product.get("name")),
+                "name": text(item.get("name")) or text(product.get("name")),
                 "quantity": quantity,
                 "price": money(price),
                 "subtotal": money(subtotal),
                 "total": money(item.get("total", "0")),
-                "sku": _text(item.get("sku")),
+                "sku": text(item.get("sku")),
                 "product_id": product_id,
                 "url": url,
                 "image": image,
@@ -203,7 +212,11 @@ def _reviewable(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _fill_review(review: object, items: list[dict[str, Any]]) -> object:
     """Blanks in the engine's review list (a product the store did not describe) are filled
-    from the order's own line for that product, so a customer never sees a nameless row."""
+    from the order's own line for that product, so a customer never sees a nameless row.
+
+    Only the first :data:`MAX_REVIEW_PRODUCTS` are asked about (``review.not_listed`` counts
+    the rest): nobody reviews thirty products from one email, and each row costs a link.
+    """
     if not isinstance(review, Mapping) or not isinstance(review.get("products"), list):
         return review
     by_product = {item["product_id"]: item for item in items if item["product_id"]}
@@ -217,7 +230,8 @@ def _fill_review(review: object, items: list[dict[str, Any]]) -> object:
                 if not product.get(key)
             }
         filled.append(product)
-    return {**review, "products": filled}
+    shown = filled[:MAX_REVIEW_PRODUCTS]
+    return {**review, "products": shown, "not_listed": len(filled) - len(shown)}
 
 
 def _tracking(
@@ -225,7 +239,7 @@ def _tracking(
 ) -> list[dict[str, str]]:
     """Shipment-tracking items from order meta (the WooCommerce Shipment Tracking layout)."""
     found = []
-    for entry in _dicts(order.get("meta_data")):
+    for entry in dicts(order.get("meta_data")):
         if entry.get("key") != meta_key:
             continue
         value = entry.get("value")
@@ -234,20 +248,20 @@ def _tracking(
                 value = json.loads(value)
             except ValueError:
                 continue
-        for item in [value] if isinstance(value, Mapping) else _dicts(value):
-            number = _text(item.get("tracking_number"))
+        for item in [value] if isinstance(value, Mapping) else dicts(value):
+            number = text(item.get("tracking_number"))
             if not number:
                 continue
             shipped = parse_moment(item.get("date_shipped"), store_tz)
             found.append(
                 {
-                    "provider": _text(item.get("formatted_tracking_provider"))
-                    or _text(item.get("custom_tracking_provider"))
-                    or _provider_name(_text(item.get("tracking_provider"))),
+                    "provider": text(item.get("formatted_tracking_provider"))
+                    or text(item.get("custom_tracking_provider"))
+                    or _provider_name(text(item.get("tracking_provider"))),
                     "number": number,
-                    "url": _web_url(item.get("custom_tracking_link"))
-                    or _web_url(item.get("formatted_tracking_link"))
-                    or _web_url(item.get("tracking_link")),
+                    "url": web_url(item.get("custom_tracking_link"))
+                    or web_url(item.get("formatted_tracking_link"))
+                    or web_url(item.get("tracking_link")),
                     "date_shipped": format_local_date(shipped, store_tz, language)
                     if shipped
                     else "",
@@ -280,45 +294,6 @@ def _labelled(value: Any, label: str) -> Any:
     return value
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, str | int | float | Decimal):
-        return str(value).strip()
-    return ""
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return 0
-    return 0
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _dicts(value: object) -> list[Mapping[str, Any]]:
-    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
-        return []
-    return [item for item in value if isinstance(item, Mapping)]
-
-
-def _web_url(value: object) -> str:
-    """Only http(s) links reach an ``href``: autoescaping does not stop ``javascript:``."""
-    text = _text(value)
-    return text if text.lower().startswith(_WEB_SCHEMES) else ""
-
-
 def _first_image(product: Mapping[str, Any]) -> str:
-    images = _dicts(product.get("images"))
-    return _web_url(images[0].get("src")) if images else ""
+    images = dicts(product.get("images"))
+    return web_url(images[0].get("src")) if images else ""

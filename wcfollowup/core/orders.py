@@ -6,21 +6,31 @@ Parsing them in one place keeps "naive means UTC" from leaking anywhere else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from wcfollowup.core.shapes import text as _text
 
 # Statuses after which nothing more should be sent for an order.
 EXIT_STATUSES = frozenset({"refunded", "cancelled", "failed", "trash"})
 
 
 def parse_wc_gmt(value: object) -> datetime | None:
-    """Parse a WooCommerce ``*_gmt`` field; ``None``/empty means "not set"."""
+    """Parse a WooCommerce ``*_gmt`` field; ``None``, empty or unreadable means "not set".
+
+    A plugin that writes garbage into a date must not cost the order: the caller decides
+    whether a missing date matters (an order without ``date_modified_gmt`` cannot be polled).
+    """
     if not value or not isinstance(value, str):
         return None
-    if len(value) == 19:  # the usual "YYYY-MM-DDTHH:MM:SS": six times faster than .replace()
-        return datetime.fromisoformat(value + "+00:00")
-    parsed = datetime.fromisoformat(value)
+    try:
+        if len(value) == 19:  # the usual "YYYY-MM-DDTHH:MM:SS": six times faster than .replace()
+            return datetime.fromisoformat(value + "+00:00")
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
@@ -56,14 +66,19 @@ class OrderSnapshot:
         modified = parse_wc_gmt(data.get("date_modified_gmt"))
         if modified is None:
             raise ValueError(f"order {data.get('id')!r} has no date_modified_gmt")
-        billing = data.get("billing") or {}
+        billing = data.get("billing")
+        if not isinstance(billing, Mapping):  # null, or a plugin's string: no address known
+            billing = {}
+        order_id = data["id"]
+        if isinstance(order_id, bool) or not isinstance(order_id, int | str):
+            raise ValueError(f"order id {order_id!r} is not a number")
         return cls(
-            id=int(data["id"]),
-            number=str(data.get("number") or data["id"]),
-            status=str(data.get("status", "")),
+            id=int(order_id),
+            number=_text(data.get("number")) or str(int(order_id)),
+            status=_text(data.get("status")),
             modified_gmt=modified,
             completed_gmt=parse_wc_gmt(data.get("date_completed_gmt")),
-            email=str(billing.get("email") or "").strip(),
-            country=str(billing.get("country") or "").strip().upper(),
-            state=str(billing.get("state") or "").strip().upper(),
+            email=_text(billing.get("email")),
+            country=_text(billing.get("country")).upper(),
+            state=_text(billing.get("state")).upper(),
         )

@@ -28,7 +28,15 @@ from sqlalchemy import (
 from wcfollowup.core.planning import Enrollment
 from wcfollowup.db.lock import DaemonLock
 from wcfollowup.db.migrate import upgrade
-from wcfollowup.db.schema import UTCDateTime, enrollments, messages, steps, stores, unsubscribes
+from wcfollowup.db.schema import (
+    UTCDateTime,
+    coupons,
+    enrollments,
+    messages,
+    steps,
+    stores,
+    unsubscribes,
+)
 
 # Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 BULK_ROWS = 500
@@ -62,6 +70,28 @@ STEP_COLUMNS = (
 # Step states in which the step will still act on its own.
 OPEN_STATES = ("waiting", "pending", "claimed")
 FINAL_STATES = ("sent", "failed", "skipped", "cancelled", "uncertain")
+
+
+class DatabaseUnavailable(Exception):
+    """The database refused a write or a read (locked, full, gone); nothing was half-done."""
+
+
+def database_problem(exc: BaseException) -> str:
+    """What an owner can do about a database error, without SQL or parameters (they can hold
+    email addresses)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if "locked" in text or "busy" in text:
+        return (
+            "the database is locked by another program (a backup, an editor, a second "
+            "wcfollowup?); retrying until it is released"
+        )
+    if "full" in text or "no space" in text:
+        return (
+            "the disk holding the database is full; free some space, wcfollowup retries on its own"
+        )
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only; check its file permissions and the disk's mount"
+    return f"the database could not be used ({type(exc).__name__}); retrying"
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,9 +526,15 @@ class StateStore:
         """After a crash: claimed steps go back to pending; sending ones become ``uncertain``.
 
         A step left in ``sending`` may or may not have reached the provider. Sending it again
-        could mail the customer twice, so it is logged for the owner instead.
+        could mail the customer twice, so it is logged for the owner instead. Coupon leases die
+        with the daemon that took them: this one holds the database's lock, so nobody else is
+        creating a coupon, and a dead holder's lease would only delay the retry by minutes (the
+        code is already planned, so the store is asked for it before anything is created).
         """
         with self._tx() as conn:
+            conn.execute(
+                update(coupons).where(coupons.c.lease_until.is_not(None)).values(lease_until=None)
+            )
             released = conn.execute(
                 update(steps)
                 .where(steps.c.state == "claimed")

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from babel.dates import format_date
 
 from wcfollowup.config import Config, StepConfig
-from wcfollowup.core.context import email_context
+from wcfollowup.core.context import email_context, safe_money
 from wcfollowup.core.language import language_for
-from wcfollowup.core.money import LOCALE_FOR_LANGUAGE, format_money
+from wcfollowup.core.money import LOCALE_FOR_LANGUAGE
+from wcfollowup.core.shapes import dicts, integer, mapping, text, web_url
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.coupon_issuer import CouponIssuer, IssuedCoupon
 from wcfollowup.mail.message import OutgoingEmail
@@ -134,12 +135,7 @@ class Composer:
             extras=extras,
         )
         rendered = self.renderer.render(step.template, language, context)
-        billing = order.get("billing") or {}
-        to_name = (
-            store.name
-            if step.to == "owner"
-            else " ".join(str(billing.get(k) or "") for k in ("first_name", "last_name")).strip()
-        )
+        to_name = store.name if step.to == "owner" else _customer_name(order)
         email = OutgoingEmail(
             to_email=recipient,
             to_name=to_name,
@@ -182,6 +178,8 @@ class Composer:
         self, recipient: str, product_ids: list[int], products: dict[int, dict[str, Any]]
     ) -> dict[str, Any]:
         """One link per product not yet reviewed by this customer, checked just now."""
+        if not product_ids:
+            raise NothingToSend("nothing to review: the order lists no products")
         reviewed = self.gateway.reviewed_products(recipient, product_ids)
         left = [pid for pid in product_ids if pid not in reviewed]
         if not left:
@@ -191,19 +189,16 @@ class Composer:
             )
         items = []
         for pid in left:
-            info = products.get(pid, {})
-            url = str(info.get("permalink") or "")
-            images = info.get("images") or []
-            image = (
-                str(images[0].get("src") or "") if images and isinstance(images[0], dict) else ""
-            )
+            info = mapping(products.get(pid))
+            url = web_url(info.get("permalink"))
+            images = dicts(info.get("images"))
             items.append(
                 {
                     "product_id": pid,
-                    "name": str(info.get("name") or ""),
+                    "name": text(info.get("name")),
                     "url": url,
                     "review_url": f"{url}#reviews" if url else "",
-                    "image": image,
+                    "image": web_url(images[0].get("src")) if images else "",
                 }
             )
         return {"products": items}
@@ -236,19 +231,19 @@ class Composer:
     def _coupon_extras(
         self, issued: IssuedCoupon, order: dict[str, Any], language: str
     ) -> dict[str, Any]:
-        currency = str(order.get("currency") or "USD")
+        currency = text(order.get("currency")).upper() or "USD"
         amount = Decimal(issued.amount)
         if issued.discount_type == "percent":
             shown = f"{amount.normalize():f}%"
         else:
-            shown = format_money(amount, currency, language)
+            shown = safe_money(amount, currency, language)
         locale = LOCALE_FOR_LANGUAGE.get(language, language)
         expires = ""
         if issued.expires_local:
             day = datetime.fromisoformat(issued.expires_local).date()
             expires = format_date(day, "long", locale=locale)
         minimum = (
-            format_money(issued.minimum_spend, currency, language) if issued.minimum_spend else ""
+            safe_money(issued.minimum_spend, currency, language) if issued.minimum_spend else ""
         )
         return {
             "code": issued.code.upper(),
@@ -263,16 +258,14 @@ class Composer:
         response = (
             self.surveys.response_for_order(ref.store_id, ref.order_id) if self.surveys else None
         )
-        billing = order.get("billing") or {}
-        name = " ".join(str(billing.get(k) or "") for k in ("first_name", "last_name")).strip()
         return {
             "score": response.score if response else 0,
             "comment": response.comment if response else "",
-            "customer_email": str(billing.get("email") or ""),
-            "customer_name": name,
-            "order_number": str(order.get("number") or order.get("id")),
+            "customer_email": text(mapping(order.get("billing")).get("email")),
+            "customer_name": _customer_name(order),
+            "order_number": text(order.get("number")) or str(ref.order_id),
             "order_admin_url": f"{self.config.store.url}/wp-admin/post.php?post="
-            f"{int(order['id'])}&action=edit",
+            f"{ref.order_id}&action=edit",
         }
 
     # -- helpers ----------------------------------------------------------------------------
@@ -308,9 +301,10 @@ class Composer:
 
 def _product_ids(order: dict[str, Any]) -> list[int]:
     """The order's products (parents of variations: reviews belong to the product), in order."""
-    seen: list[int] = []
-    for item in order.get("line_items") or []:
-        pid = int(item.get("product_id") or 0)
-        if pid and pid not in seen:
-            seen.append(pid)
-    return seen
+    seen = {integer(item.get("product_id")): None for item in dicts(order.get("line_items"))}
+    return [pid for pid in seen if pid > 0]
+
+
+def _customer_name(order: dict[str, Any]) -> str:
+    billing = mapping(order.get("billing"))
+    return " ".join(text(billing.get(k)) for k in ("first_name", "last_name")).strip()

@@ -4,10 +4,17 @@ The order of writes is what keeps "never twice" true: a step is ``claimed`` (not
 ``sending`` is committed immediately before the provider call, then the outcome and its log line
 are committed together. A crash while ``sending`` leaves the step for ``recover_interrupted`` to
 mark ``uncertain``; it is never sent again on its own.
+
+When the database itself refuses a write (locked by another program, disk full), nothing is
+lost and nothing doubles: an outcome that could not be recorded (a mail already accepted by
+SendGrid) is kept in memory and written first on the next dispatch, and a step that could not be
+handed back stays claimed until then. New steps are claimed only once the backlog is written.
+If the daemon dies meanwhile, the next start marks those steps ``uncertain`` or ``pending``.
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from jinja2 import TemplateError
+from sqlalchemy.exc import SQLAlchemyError
 
 from wcfollowup.clock import Clock
 from wcfollowup.config import Config, StepConfig
@@ -23,9 +31,10 @@ from wcfollowup.core.delivery import delivery_statuses
 from wcfollowup.core.emails import normalize_email
 from wcfollowup.core.orders import EXIT_STATUSES, OrderSnapshot
 from wcfollowup.core.planning import Timing, find_step, window_timezone
+from wcfollowup.core.shapes import tidy_order
 from wcfollowup.core.windows import next_opening
 from wcfollowup.db.coupons import CouponBook
-from wcfollowup.db.state import ClaimedStep, StateStore
+from wcfollowup.db.state import ClaimedStep, StateStore, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.compose import Composer, NothingToSend, StepRef
 from wcfollowup.engine.coupon_issuer import CouponBusy, CouponIssuer, CouponRefused
@@ -49,6 +58,18 @@ AUTH_PAUSE = timedelta(minutes=5)
 
 class Paused(Exception):
     """A credential was refused: stop acting until someone fixes the config."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unrecorded:
+    """A step's outcome the database refused to store; written before anything else is done."""
+
+    step: ClaimedStep
+    status: str
+    recipient: str | None
+    reason: str
+    message_id: str | None
+    cap_key: str | None
 
 
 @dataclass
@@ -79,6 +100,10 @@ class Dispatcher:
         self.clock = clock
         self.paused_until: datetime | None = None
         self.paused_reason = ""
+        # Outcomes and hand-backs the database refused; retried at the start of each dispatch.
+        self.unrecorded: dict[int, Unrecorded] = {}
+        self.stranded: set[int] = set()
+        self._backlog_lock = threading.Lock()
         self.facts = FactsSource(gateway)
         self.completed_statuses = frozenset({"completed", *delivery_statuses(config.delivery)})
         self.metrics = metrics
@@ -98,7 +123,15 @@ class Dispatcher:
         now = self.clock.now()
         if self.paused_until is not None and now < self.paused_until:
             return result
-        claimed = self.state.claim_due(now, self.config.dispatch.batch_size)
+        if not self._write_backlog():
+            result.add("database-unavailable")
+            return result
+        try:
+            claimed = self.state.claim_due(now, self.config.dispatch.batch_size)
+        except SQLAlchemyError as exc:
+            log.error("could not look for due steps", problem=database_problem(exc))
+            result.add("database-unavailable")
+            return result
         if not claimed:
             return result
         workers = min(self.config.dispatch.workers, len(claimed))
@@ -112,13 +145,18 @@ class Dispatcher:
     def _run_step(self, step: ClaimedStep) -> str:
         bound = log.bind(order_id=step.order_id, sequence=step.sequence, step=step.step)
         if self.paused_until is not None and self.clock.now() < self.paused_until:
-            self.state.release(step.id, self.clock.now())
+            self._hand_back(step.id)
             return "paused"
         try:
             return self._act(step, bound)
         except Paused as exc:
             self._pause(str(exc))
             return "paused"
+        except SQLAlchemyError as exc:
+            # Before the send (the only later write, the outcome, never raises): nothing went out.
+            bound.error("step put back: the database refused it", problem=database_problem(exc))
+            self._hand_back(step.id)
+            return "database-unavailable"
         except Exception:  # never let one bad order stop the queue
             bound.exception("step crashed")
             return self._after_crash(step, bound)
@@ -131,7 +169,8 @@ class Dispatcher:
                 step, "cancelled", None, reason="this step is no longer in the config", bound=bound
             )
         try:
-            order = self.gateway.get_order(step.order_id)
+            # Every later reader may rely on the shapes (billing a dict, lists of dicts).
+            order = tidy_order(self.gateway.get_order(step.order_id))
         except OrderNotFound:
             return self._finish(
                 step, "skipped", None, reason="the order was deleted from the store", bound=bound
@@ -178,7 +217,7 @@ class Dispatcher:
             self.state.release(step.id, now, due_at=opening)
             bound.info("step held for its send window", opens=opening.isoformat())
             return "held"
-        guard = self._guard(step_config, order, step.store_id)
+        guard = self._guard(step_config, order, step.store_id, step.order_id)
         if guard is not None:
             return self._finish(step, "skipped", recipient, reason=guard, bound=bound)
         cap_key = self._cap_key(step_config)
@@ -248,13 +287,15 @@ class Dispatcher:
         timing = Timing(store_tz=self.config.store.tz, default_window=self.config.send_window)
         return next_opening(now, window, window_timezone(window, snapshot, timing))
 
-    def _guard(self, step: StepConfig, order: dict[str, Any], store_id: int) -> str | None:
+    def _guard(
+        self, step: StepConfig, order: dict[str, Any], store_id: int, order_id: int
+    ) -> str | None:
         """``only_if`` / ``skip_if`` against the order as it is now; a reason if it blocks."""
         if step.only_if is None and step.skip_if is None:
             return None
         score = None
         if needs_survey(step.only_if) or needs_survey(step.skip_if):
-            response = self.surveys.response_for_order(store_id, int(order["id"]))
+            response = self.surveys.response_for_order(store_id, order_id)
             score = response.score if response is not None else None
         facts = self.facts.facts(order, [step.only_if, step.skip_if], survey_score=score)
         if step.only_if is not None and not evaluate(step.only_if, facts):
@@ -291,21 +332,83 @@ class Dispatcher:
         message_id: str | None = None,
         cap_key: str | None = None,
     ) -> str:
-        self.state.finish(
-            step,
-            status,
-            self.clock.now(),
-            recipient=recipient,
-            message_id=message_id,
-            reason=reason,
-            cap_key=cap_key,
-        )
+        outcome = Unrecorded(step, status, recipient, reason, message_id, cap_key)
+        try:
+            self._record(outcome)
+        except SQLAlchemyError as exc:
+            with self._backlog_lock:
+                self.unrecorded[step.id] = outcome
+            bound.error(
+                "step " + status + " but not yet recorded: the database refused the write; "
+                "it is kept and written as soon as the database accepts it",
+                status=status,
+                problem=database_problem(exc),
+            )
+            return status
         bound.info(
             "step " + status, status=status, reason=reason or None, provider_message_id=message_id
         )
         if self.metrics is not None:
             self.metrics.message_finished(kind=step.kind, status=status)
         return status
+
+    def _record(self, outcome: Unrecorded) -> None:
+        self.state.finish(
+            outcome.step,
+            outcome.status,
+            self.clock.now(),
+            recipient=outcome.recipient,
+            message_id=outcome.message_id,
+            reason=outcome.reason,
+            cap_key=outcome.cap_key,
+        )
+
+    def _hand_back(self, step_id: int) -> None:
+        """Make a claimed step due again; if even that write fails, the next dispatch does it."""
+        now = self.clock.now()
+        try:
+            self.state.release_if_claimed(step_id, now, due_at=now)
+        except SQLAlchemyError:
+            with self._backlog_lock:
+                self.stranded.add(step_id)
+
+    def _write_backlog(self) -> bool:
+        """Write what the database refused earlier; False (and logged) while it still refuses."""
+        with self._backlog_lock:
+            outcomes = list(self.unrecorded.values())
+            stranded = sorted(self.stranded)
+        if not outcomes and not stranded:
+            return True
+        try:
+            for outcome in outcomes:
+                self._record(outcome)
+                with self._backlog_lock:
+                    self.unrecorded.pop(outcome.step.id, None)
+                log.info(
+                    "step " + outcome.status + " recorded after the database recovered",
+                    order_id=outcome.step.order_id,
+                    sequence=outcome.step.sequence,
+                    step=outcome.step.step,
+                    status=outcome.status,
+                    provider_message_id=outcome.message_id,
+                )
+                if self.metrics is not None:
+                    self.metrics.message_finished(kind=outcome.step.kind, status=outcome.status)
+            for step_id in stranded:
+                now = self.clock.now()
+                self.state.release_if_claimed(step_id, now, due_at=now)
+                with self._backlog_lock:
+                    self.stranded.discard(step_id)
+        except SQLAlchemyError as exc:
+            with self._backlog_lock:
+                waiting = len(self.unrecorded) + len(self.stranded)
+            log.error(
+                "the database still refuses writes; nothing new is sent until it accepts them",
+                problem=database_problem(exc),
+                steps_waiting=waiting,
+            )
+            return False
+        return True
 
     def _after_crash(self, step: ClaimedStep, bound: Any) -> str:
         """Retry a step that crashed before sending; one that crashed while sending may have

@@ -12,6 +12,7 @@ from typing import Any
 
 from wcfollowup.config import Condition
 from wcfollowup.core.conditions import OrderFacts, needs_categories, needs_history
+from wcfollowup.core.shapes import dicts, integer
 from wcfollowup.woo.gateway import WooGateway
 
 
@@ -42,10 +43,10 @@ class FactsSource:
 
     def _categories_for(self, order: Mapping[str, Any]) -> Mapping[int, frozenset[str]]:
         ids: set[int] = set()
-        for item in order.get("line_items") or []:
+        for item in dicts(order.get("line_items")):
             for key in ("product_id", "variation_id"):
-                value = int(item.get(key) or 0)
-                if value:
+                value = integer(item.get(key))
+                if value > 0:
                     ids.add(value)
         missing = sorted(i for i in ids if i not in self._categories)
         if missing:

@@ -20,12 +20,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from wcfollowup.clock import Clock
 from wcfollowup.config import Config, SequenceConfig
 from wcfollowup.core.conditions import evaluate, required_fields
+from wcfollowup.core.context import safe_money
 from wcfollowup.core.delivery import delivered_at, delivery_fields, delivery_statuses
-from wcfollowup.core.money import format_money
 from wcfollowup.core.orders import EXIT_STATUSES, OrderSnapshot, format_wc_gmt, parse_wc_gmt
 from wcfollowup.core.planning import (
     Enrollment,
@@ -36,7 +37,7 @@ from wcfollowup.core.planning import (
     plan,
 )
 from wcfollowup.db.coupons import CouponBook, Redemption
-from wcfollowup.db.state import StateStore, StoreState
+from wcfollowup.db.state import DatabaseUnavailable, StateStore, StoreState, database_problem
 from wcfollowup.engine.facts import FactsSource
 from wcfollowup.engine.page_stream import PageStream
 from wcfollowup.woo.gateway import WooGateway
@@ -184,9 +185,19 @@ class Poller:
         return self._store()[0]
 
     def poll(self) -> PollResult:
+        """One poll; raises ``DatabaseUnavailable`` (with what to do) when the database refuses.
+
+        The cursor only moves past what is stored, so the next poll sees those orders again.
+        """
         try:
             with fewer_gc_pauses():
                 return self._poll()
+        except SQLAlchemyError as exc:
+            self._recent.clear()
+            raise DatabaseUnavailable(
+                f"poll not stored: {database_problem(exc)}; the same orders are read again "
+                "next time, nothing is lost"
+            ) from None
         except BaseException:
             # What was noted as handled may not have reached the database: forget it all.
             self._recent.clear()
@@ -313,7 +324,7 @@ class Poller:
         ours = self.coupons.known_codes(codes)
         if not ours:
             return
-        amount = format_money(
+        amount = safe_money(
             item.get("total", "0"),
             str(item.get("currency") or "USD"),
             self.config.store.language,
