@@ -164,11 +164,15 @@ def test_an_order_that_keeps_crashing_the_step_fails_after_bounded_attempts(
     sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
 ) -> None:
     """Broken order data must neither crash the daemon nor retry forever."""
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
 
     daemon = due_daemon(sandbox, clock, make_daemon)
     [order_id] = [int(m) for m in sandbox.store.orders_ids(status="completed")][-1:]
-    broken = JSONResponse({"id": order_id, "status": "completed", "billing": "not an object"})
+    # Valid JSON nested deeper than the parser's recursion limit: not a store error the
+    # gateway knows, so the step crashes every time.
+    depth = 100_000
+    body = f'{{"id": {order_id}, "meta_data": {"[" * depth}{"]" * depth}}}'
+    broken = Response(body, media_type="application/json")
     sandbox.store_faults.hook = lambda scope: (
         broken if scope["path"].endswith(f"/orders/{order_id}") else None
     )

@@ -509,6 +509,72 @@ def unsubscribe(
 
 
 @app.command()
+def forget(
+    email: Annotated[
+        str | None, typer.Argument(help="The customer's address whose data is erased.")
+    ] = None,
+    config: ConfigOption = Path("config.yaml"),
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Instead of one customer: erase personal data of every follow-up that "
+            "finished more than this long ago (365d), as the daily retention job does.",
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Erase without asking.")] = False,
+) -> None:
+    """Erase a customer's personal data (a privacy request) and keep them unsubscribed.
+
+    Their address, survey comments and log texts are removed; counts, scores and order
+    numbers stay, so stats still add up. Follow-ups not sent yet are cancelled. Coupons
+    already created in WooCommerce keep the address there: delete them in WordPress.
+
+    Example: wcfollowup forget siti@example.com --config /etc/wcfollowup/config.yaml
+    """
+    from wcfollowup import privacy
+    from wcfollowup.db.state import StateStore
+
+    if (email is None) == (older_than is None):
+        raise typer.BadParameter("give an email address, or --older-than (not both)")
+    cfg = load_or_exit(config)
+    now = _now()
+    cutoff = _point(older_than, now, cfg)
+    if email is not None and "@" not in email:
+        raise typer.BadParameter(f"{email!r} is not an email address")
+    state = StateStore(cfg.database.sqlalchemy_url)
+    try:
+        if cutoff is not None:
+            if not yes:
+                typer.confirm(
+                    f"Erase personal data of follow-ups finished before {cutoff:%Y-%m-%d}?",
+                    abort=True,
+                )
+            purged = privacy.purge_older_than(state.engine, cutoff)
+            print(f"Erased personal data from: {privacy.describe_purge(purged)}.")
+            return
+        assert email is not None
+        found = privacy.preview_forget(state.engine, email)
+        print(f"{email}: found")
+        print("\n".join(found.lines()))
+        if not yes:
+            typer.confirm(
+                "Erase this personal data and keep the address unsubscribed? "
+                "This cannot be undone.",
+                abort=True,
+            )
+        done = privacy.forget(state.engine, email, now)
+    finally:
+        state.close()
+    print(
+        f"Erased: {done.enrollments} enrollment(s), {done.messages} log row(s), "
+        f"{done.survey_answers} survey answer(s) ({done.survey_comments} comment(s)), "
+        f"{done.coupons} coupon(s); {done.steps_cancelled} follow-up(s) cancelled. "
+        "The address is kept only as a one-way hash so it stays unsubscribed."
+    )
+
+
+@app.command()
 def sandbox(
     store_port: Annotated[
         int, typer.Option(help="Port of the WooCommerce-compatible store.")

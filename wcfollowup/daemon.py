@@ -11,22 +11,24 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from wcfollowup.clock import Clock, SystemClock
 from wcfollowup.config import Config
 from wcfollowup.db.lock import AlreadyRunning
-from wcfollowup.db.state import StateStore
+from wcfollowup.db.state import DatabaseUnavailable, StateStore, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.dispatcher import Dispatcher, DispatchResult
 from wcfollowup.engine.poller import Poller, PollResult
 from wcfollowup.logs import register_secrets
 from wcfollowup.mail.sendgrid_mailer import SendGridMailer
 from wcfollowup.metrics import Metrics
+from wcfollowup.privacy import Purge, describe_purge, purge_older_than
 from wcfollowup.render import Renderer
 from wcfollowup.woo.errors import StoreAuthError, StoreError, StoreIncompatible, StoreTooOld
 from wcfollowup.woo.gateway import WooGateway
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from wcfollowup.web.server import WebServer
 
 log = structlog.get_logger("wcfollowup.daemon")
+
+RETENTION_EVERY = timedelta(days=1)
 
 
 class ReloadRefused(Exception):
@@ -108,6 +112,7 @@ class Daemon:
             sleep=self._sleep,
         )
         self.poller = Poller(self.gateway, self.state, config, self.clock)
+        previous: Dispatcher | None = getattr(self, "dispatcher", None)
         self.dispatcher = Dispatcher(
             config,
             self.gateway,
@@ -118,6 +123,11 @@ class Daemon:
             signer=self.signer,
             metrics=self.metrics,
         )
+        if previous is not None:
+            # Outcomes the database refused (disk full) must survive a reload, or those
+            # steps would turn "uncertain" at the next start instead of being recorded.
+            self.dispatcher.unrecorded.update(previous.unrecorded)
+            self.dispatcher.stranded |= previous.stranded
 
     # -- the jobs ---------------------------------------------------------------------------
 
@@ -139,7 +149,7 @@ class Daemon:
             log.error("PAUSED polling: the store refused the API keys", reason=str(exc))
             self._poll_failed(started, str(exc))
             return None
-        except StoreError as exc:
+        except (StoreError, DatabaseUnavailable) as exc:
             log.warning("poll failed; will try again next interval", reason=str(exc))
             self._poll_failed(started, str(exc))
             return None
@@ -196,7 +206,14 @@ class Daemon:
 
     def dispatch_once(self) -> DispatchResult:
         if not self._recovered:
-            self.recover()
+            try:
+                self.recover()
+            except DatabaseUnavailable as exc:
+                log.warning("could not recover yet; will try again", reason=str(exc))
+                return DispatchResult()
+            except SQLAlchemyError as exc:
+                log.warning("could not recover yet; will try again", reason=database_problem(exc))
+                return DispatchResult()
         result = self.dispatcher.dispatch()
         if result.outcomes:
             log.info("dispatch done", **result.outcomes)
@@ -218,6 +235,25 @@ class Daemon:
             raise
         except StoreError as exc:
             log.warning("store check failed; polling will keep trying", reason=str(exc))
+
+    def purge_once(self) -> Purge | None:
+        """Drop personal data older than ``privacy.retention``; ``None`` when kept forever."""
+        retention = self.config.privacy.retention
+        if retention is None:
+            return None
+        try:
+            purged = purge_older_than(self.state.engine, self.clock.now() - retention)
+        except Exception as exc:  # a failed purge is retried tomorrow; sending goes on
+            log.warning("retention purge failed; will try again tomorrow", error=type(exc).__name__)
+            return None
+        if purged.total:
+            log.info(
+                "retention: personal data removed from old follow-ups",
+                older_than=f"{retention.days}d",
+                purged=describe_purge(purged),
+                **purged.as_dict(),
+            )
+        return purged
 
     def run_once(self) -> None:
         self.recover()
@@ -249,6 +285,7 @@ class Daemon:
         for job_id, func, interval in (
             ("poll", self._poll_job, self.config.poll.interval),
             ("dispatch", self._dispatch_job, self.config.dispatch.interval),
+            ("retention", self.purge_once, RETENTION_EVERY),
         ):
             self._scheduler.add_job(
                 func,

@@ -172,6 +172,28 @@ class DispatchConfig(_Model):
     workers: Annotated[WholeNumber, Field(ge=1, le=64)] = 4
 
 
+def _forever(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in ("forever", "never"):
+        return None
+    return value
+
+
+MIN_RETENTION = timedelta(weeks=4)
+DEFAULT_RETENTION = timedelta(days=730)
+
+
+class PrivacyConfig(_Model):
+    """How long customers' personal data stays in the state database.
+
+    Older finished follow-ups keep their counts (sent, failed, answered, redeemed, scores) but
+    lose addresses and survey comments, once a day. ``forever`` turns this off.
+    """
+
+    retention: Annotated[
+        Annotated[Duration, at_least(MIN_RETENTION)] | None, BeforeValidator(_forever)
+    ] = DEFAULT_RETENTION
+
+
 # --- delivery -------------------------------------------------------------------------------
 
 DEFAULT_TRACKING_META_KEY = "_wc_shipment_tracking_items"
@@ -470,6 +492,7 @@ class Config(_Model):
     templates_dir: ConfigPath | None = None
     delivery: DeliveryConfig | None = None
     send_window: SendWindow | None = None
+    privacy: PrivacyConfig = PrivacyConfig()
     sequences: Annotated[list[SequenceConfig], Field(min_length=1)]
 
     _source_path: Path | None = PrivateAttr(default=None)

@@ -37,6 +37,7 @@ from wcfollowup.db.schema import (
     stores,
     unsubscribes,
 )
+from wcfollowup.privacy import suppression_keys
 
 # Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 BULK_ROWS = 500
@@ -388,7 +389,9 @@ class StateStore:
         address = email.strip().lower()
         with self._tx() as conn:
             known = conn.execute(
-                select(unsubscribes.c.email).where(unsubscribes.c.email == address)
+                select(unsubscribes.c.email).where(
+                    unsubscribes.c.email.in_(suppression_keys(address))
+                )
             ).first()
             if known is None:
                 conn.execute(insert(unsubscribes).values(email=address, at=now, source=source))
@@ -410,8 +413,11 @@ class StateStore:
 
     def is_unsubscribed(self, email: str) -> bool:
         with self._tx() as conn:
+            # A forgotten customer is kept only as a hash of the address: match either.
             row = conn.execute(
-                select(unsubscribes.c.email).where(unsubscribes.c.email == email.strip().lower())
+                select(unsubscribes.c.email).where(
+                    unsubscribes.c.email.in_(suppression_keys(email))
+                )
             ).first()
         return row is not None
 
