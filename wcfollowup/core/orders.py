@@ -72,13 +72,16 @@ class OrderSnapshot:
         order_id = data["id"]
         if isinstance(order_id, bool) or not isinstance(order_id, int | str):
             raise ValueError(f"order id {order_id!r} is not a number")
+        # This runs for every order of a backlog: plain strings (nearly always) skip the call.
+        number, status = data.get("number"), data.get("status")
+        email, country, state = billing.get("email"), billing.get("country"), billing.get("state")
         return cls(
             id=int(order_id),
-            number=_text(data.get("number")) or str(int(order_id)),
-            status=_text(data.get("status")),
+            number=(number.strip() if type(number) is str else _text(number)) or str(int(order_id)),
+            status=status.strip() if type(status) is str else _text(status),
             modified_gmt=modified,
             completed_gmt=parse_wc_gmt(data.get("date_completed_gmt")),
-            email=_text(billing.get("email")),
-            country=_text(billing.get("country")).upper(),
-            state=_text(billing.get("state")).upper(),
+            email=email.strip() if type(email) is str else _text(email),
+            country=(country.strip() if type(country) is str else _text(country)).upper(),
+            state=(state.strip() if type(state) is str else _text(state)).upper(),
         )
