@@ -26,6 +26,7 @@ from tenacity import (
 )
 
 from wcfollowup.core.orders import format_wc_gmt
+from wcfollowup.core.shapes import integer
 from wcfollowup.redact import redact
 from wcfollowup.woo.errors import (
     CouponExists,
@@ -79,6 +80,14 @@ def _error_code(response: requests.Response) -> str:
     except ValueError:
         return ""
     return str(body.get("code") or "") if isinstance(body, dict) else ""
+
+
+def _is_json(response: requests.Response) -> bool:
+    try:
+        response.json()
+    except ValueError:
+        return False
+    return True
 
 
 def _error_text(response: requests.Response) -> str:
@@ -150,7 +159,7 @@ class WooGateway:
         """
         created = str(order.get("date_created_gmt") or "")
         statuses = "completed,processing,on-hold,refunded"
-        customer_id = int(order.get("customer_id") or 0)
+        customer_id = integer(order.get("customer_id"))
         if customer_id > 0:
             page = self.list_orders(
                 {
@@ -197,11 +206,14 @@ class WooGateway:
                 },
             )
             for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+                    continue  # a plugin's garbage: that product just has no categories
                 names: set[str] = set()
                 for category in item.get("categories") or []:
-                    names.add(str(category.get("slug", "")))
-                    names.add(str(category.get("id", "")))
-                found[int(item["id"])] = frozenset(n for n in names if n)
+                    if isinstance(category, dict):
+                        names.add(str(category.get("slug", "")))
+                        names.add(str(category.get("id", "")))
+                found[item["id"]] = frozenset(n for n in names if n)
         return found
 
     def probe(self, now: datetime, statuses: str = "completed") -> datetime | None:
@@ -373,6 +385,11 @@ class WooGateway:
             raise OrderNotFound(f"{endpoint} does not exist on {self.url} ({text})")
         if status == 429 or status >= 500:
             raise StoreUnavailable(f"{self.url} answered {text}", _retry_after(response))
+        if not _is_json(response):
+            # WooCommerce answers every 4xx with its JSON error; anything else came from a
+            # proxy or firewall in between, or was cut off (a lost "code already exists"
+            # answer to a retried POST /coupons must not fail the step for good).
+            raise StoreUnavailable(f"{self.url} answered {text}; not WooCommerce's own answer")
         code = _error_code(response)
         if code == COUPON_EXISTS:
             raise CouponExists(f"{self.url} already has this coupon code ({text})", code)
