@@ -69,7 +69,8 @@ sequences:
           prefix: TERIMAKASIH
 """
 
-# Slow answers cost a real second of client timeout each, so they are rarer than the rest.
+# Slow answers cost a real second of client timeout each, so they are rarer than the rest, but
+# common enough (several per run) that every kind is injected whatever the threads' timing.
 STORE_KINDS = {
     Fault.RATE_LIMITED: 1.0,
     Fault.ERROR_JSON: 1.0,
@@ -80,11 +81,11 @@ STORE_KINDS = {
     Fault.TRUNCATED: 1.0,
     Fault.LOST_ERROR: 1.0,
     Fault.LOST_RESET: 1.0,
-    Fault.SLOW: 0.04,
-    Fault.LOST_SLOW: 0.04,
+    Fault.SLOW: 0.15,
+    Fault.LOST_SLOW: 0.1,
 }
 PAGING_KINDS = {**STORE_KINDS, Fault.TOUCH: 1.0}
-MAIL_KINDS = {kind: (0.06 if kind is Fault.LOST_SLOW else 1.0) for kind in MAIL_FAULTS}
+MAIL_KINDS = {kind: (0.12 if kind is Fault.LOST_SLOW else 1.0) for kind in MAIL_FAULTS}
 
 
 @dataclass

@@ -40,6 +40,7 @@ from wcfollowup.db.coupons import CouponBook, Redemption
 from wcfollowup.db.state import DatabaseUnavailable, StateStore, StoreState, database_problem
 from wcfollowup.engine.facts import FactsSource
 from wcfollowup.engine.page_stream import PageStream
+from wcfollowup.engine.write_behind import WriteBehind
 from wcfollowup.woo.gateway import WooGateway
 
 # Just what enrolment needs; dispatch re-reads the full order before acting.
@@ -210,36 +211,38 @@ class Poller:
         totals = {"seen": 0, "enrolled": 0, "cancelled": 0, "delivered": 0}
         buffer: list[Enrollment] = []
         resume_at: datetime | None = None
-        # Pages are fetched on their own thread (see page_stream) while this one parses,
-        # plans and writes them, enrolments in batches of several pages: a backlog then costs
-        # little more than fetching it.
+        # Pages are fetched on their own thread (see page_stream) while this one parses and
+        # plans them, and enrolments are written in batches of several pages on a third
+        # (see write_behind): a backlog then costs little more than fetching it.
         stream = PageStream(
             fetch=lambda: self.gateway.list_orders(self._params(scan)),
             advance=lambda items: self._advance(scan, items),
         )
         pages = iter(stream)
-        while True:
-            page = next(pages, None)
-            last = page is None
-            if page is not None:
-                items, moved_to = page
-                requests += 1
-                buffer.extend(self._handle_page(store, items, totals))
-                resume_at = moved_to or resume_at
-            if buffer and (len(buffer) >= FLUSH_AT or last):
-                self._enroll(store, buffer, totals)
-                buffer = []
-            if resume_at is not None and not buffer:
-                # Everything before resume_at is stored: a crash resumes here.
-                cursor = max(cursor, resume_at)
-                self.state.advance_cursor(store.id, cursor, self.clock.now())
-                self._forget_before(resume_at - self.overlap - ONE_SECOND)
-                resume_at = None
-            if last:
-                break
+        with WriteBehind() as writes:
+            while True:
+                page = next(pages, None)
+                last = page is None
+                if page is not None:
+                    items, moved_to = page
+                    requests += 1
+                    buffer.extend(self._handle_page(store, items, totals))
+                    resume_at = moved_to or resume_at
+                if buffer and (len(buffer) >= FLUSH_AT or last):
+                    writes.submit(self._enroll, store, buffer, totals)
+                    buffer = []
+                if resume_at is not None and not buffer:
+                    # Everything before resume_at is queued to be stored first: a crash
+                    # resumes here.
+                    cursor = max(cursor, resume_at)
+                    writes.submit(self._advance_cursor, store.id, cursor)
+                    self._forget_before(resume_at - self.overlap - ONE_SECOND)
+                    resume_at = None
+                if last:
+                    break
         newest = max(self._recent.values(), default=cursor)
         cursor = max(cursor, newest)
-        self.state.advance_cursor(store.id, cursor, self.clock.now())
+        self._advance_cursor(store.id, cursor)
         self._forget_before(cursor - self.overlap - ONE_SECOND)
         return PollResult(
             requests,
@@ -249,6 +252,9 @@ class Poller:
             cursor,
             totals["delivered"],
         )
+
+    def _advance_cursor(self, store_id: int, cursor: datetime) -> None:
+        self.state.advance_cursor(store_id, cursor, self.clock.now())
 
     def _advance(self, scan: Scan, items: list[dict[str, Any]]) -> tuple[bool, datetime | None]:
         resume_at = scan.advance(items, self.page_size)
