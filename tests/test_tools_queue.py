@@ -172,3 +172,24 @@ def test_queue_command_lists_and_cancels(
     clock.advance(timedelta(hours=2))
     drain(daemon)
     assert orders[2] not in {int(m.custom_args["wcf_order_id"]) for m in sandbox.sink.messages}
+
+
+def test_retry_by_order_asks_about_uncertain_steps_then_requeues_them(
+    tmp_path: Path, sandbox: Sandbox, clock: FakeClock, make_daemon: Callable[..., Daemon]
+) -> None:
+    path, daemon, orders = enrolled_daemon(tmp_path, sandbox, clock, make_daemon)
+    engine = daemon.state.engine
+    targets = queue.list_queue(engine, order=orders[0])
+    with engine.begin() as conn:
+        conn.execute(update(steps).where(steps.c.id == targets[0].id).values(state="uncertain"))
+    runner = CliRunner()
+    env = {**sandbox_env(sandbox), "WCFOLLOWUP_CONFIG": str(path)}
+    order = str(orders[0])
+    refused = runner.invoke(app, ["queue", "retry", "--order", order], input="n\n", env=env)
+    assert refused.exit_code == 1 and "may already have reached" in refused.output
+    assert states(daemon)[targets[0].id] == "uncertain"
+    done = runner.invoke(app, ["queue", "retry", "--order", order], input="y\n", env=env)
+    assert done.exit_code == 0, done.output
+    assert states(daemon)[targets[0].id] == "pending"
+    both = runner.invoke(app, ["queue", "retry", "--order", order, "--step", "1"], env=env)
+    assert both.exit_code == 2  # exactly one of --step and --order

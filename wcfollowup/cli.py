@@ -298,30 +298,35 @@ def queue_skip(
 
 @queue_app.command("retry")
 def queue_retry(
-    step: Annotated[int, typer.Option("--step", help="A failed, uncertain or skipped step.")],
     config: ConfigOption = Path("config.yaml"),
+    step: StepOption = None,
+    order: OrderOption = None,
     yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Retry an uncertain step without asking.")
+        bool, typer.Option("--yes", "-y", help="Retry uncertain steps without asking.")
     ] = False,
 ) -> None:
-    """Send a failed, uncertain or skipped step again: it is due now (its send window applies).
+    """Send failed, uncertain or skipped steps again: they are due now (send windows apply).
 
     Example: wcfollowup queue retry --step 42 --config /etc/wcfollowup/config.yaml
+    Example: wcfollowup queue retry --order 1234 --config /etc/wcfollowup/config.yaml
     """
     from wcfollowup.db.state import StateStore
     from wcfollowup.tools import queue as tools_queue
 
+    if (step is None) == (order is None):
+        raise typer.BadParameter("give exactly one of --step and --order")
     cfg = load_or_exit(config)
     state = StateStore(cfg.database.sqlalchemy_url)
     try:
-        current = tools_queue.step_state(state.engine, step)
-        if current == "uncertain" and not yes:
+        uncertain = tools_queue.uncertain_steps(state.engine, step=step, order=order)
+        if uncertain and not yes:
+            which = f"Step {step} is" if step is not None else f"{uncertain} step(s) are"
             typer.confirm(
-                f"Step {step} is uncertain: the email may already have reached the customer. "
+                f"{which} uncertain: the email may already have reached the customer. "
                 "Send it again anyway?",
                 abort=True,
             )
-        change = tools_queue.retry(state.engine, _now(), step=step)
+        change = tools_queue.retry(state.engine, _now(), step=step, order=order)
     finally:
         state.close()
     print(tools_queue.describe_change(change, "queued again"))

@@ -296,7 +296,8 @@ class Composer:
             found = self.gateway.products(missing)
             for pid in missing:
                 self._products[pid] = found.get(pid, {})
-        return {pid: self._products[pid] for pid in product_ids}
+        # .get: another dispatch worker may have cleared the cache in between.
+        return {pid: self._products.get(pid, {}) for pid in product_ids}
 
 
 def _product_ids(order: dict[str, Any]) -> list[int]:

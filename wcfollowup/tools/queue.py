@@ -114,16 +114,26 @@ def skip(
     return _move(engine, now, SKIPPABLE, "skipped", "skipped", step=step, order=order)
 
 
-def retry(engine: Engine, now: datetime, *, step: int) -> Change:
+def retry(
+    engine: Engine, now: datetime, *, step: int | None = None, order: int | None = None
+) -> Change:
     """Back to ``pending``, due now, with a fresh attempt budget; the daemon re-checks the
     order (and its send window) before sending, as for any step."""
-    return _move(engine, now, RETRYABLE, "pending", "retried", step=step, order=None)
+    return _move(engine, now, RETRYABLE, "pending", "retried", step=step, order=order)
 
 
 def step_state(engine: Engine, step: int) -> str | None:
     with engine.connect() as conn:
         value = conn.execute(select(steps.c.state).where(steps.c.id == step)).scalar()
     return str(value) if value is not None else None
+
+
+def uncertain_steps(engine: Engine, *, step: int | None, order: int | None) -> int:
+    """How many of the chosen steps may already have reached the customer."""
+    where = steps.c.id == step if step is not None else steps.c.order_id == order
+    with engine.connect() as conn:
+        rows = conn.execute(select(steps.c.id).where(where, steps.c.state == "uncertain")).all()
+    return len(rows)
 
 
 def _move(
