@@ -26,13 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,12 +35,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wcfollowup.clock import SystemClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.sandbox.daemon_process import DaemonProcess
 
 SEQUENCES = """\
 poll:
@@ -73,7 +68,6 @@ sequences:
 STEPS_PER_ORDER = 4
 SEQUENCES_PER_ORDER = 2
 
-LAUNCH = "from wcfollowup.service import main; main()"
 OPEN_STATES = ("waiting", "pending", "claimed", "sending")
 # Synthetic guests from this number on have no order history in the seeded store.
 FIRST_GUEST = 70_000
@@ -163,75 +157,6 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-class DaemonProcess:
-    """One life of ``python -m wcfollowup.service``, its JSON log lines collected as they come."""
-
-    def __init__(self, config: Path, env: dict[str, str]) -> None:
-        clean = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCH, "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**clean, **env},
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    def events(self) -> list[dict[str, Any]]:
-        with self._changed:
-            lines = list(self.lines)
-        parsed = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                parsed.append(event)
-        return parsed
-
-    def wait_for_event(self, event: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(str(e.get("event", "")).startswith(event) for e in self.events()):
-                return True
-            if self.proc.poll() is not None:
-                return False
-            with self._changed:
-                self._changed.wait(0.1)
-        return False
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self._reader.join(timeout=5)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; a daemon that does not stop in time is killed (returns -9)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reader.join(timeout=5)
-        return int(self.proc.returncode)
-
-
 @dataclass
 class ChaosReport:
     orders: int = 0
@@ -307,7 +232,7 @@ def run_chaos(
             daemon = DaemonProcess(config, env)
             lives = [daemon]
             try:
-                if not daemon.wait_for_event("poll done", 30):
+                if daemon.wait_for("poll done", 30) is None:
                     report.problems.append("the first daemon never polled:\n" + _tail(daemon))
                     return report
                 time.sleep(TIMESTAMP_RESOLUTION)

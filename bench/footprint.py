@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import psutil
 
 from wcfollowup.clock import SystemClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.sandbox.daemon_process import DaemonProcess
 
 MB = 1024 * 1024
 MAX_RSS_MB = 80.0
@@ -59,35 +59,13 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-class Daemon:
-    """The daemon process, with a thread that watches its log for the first poll."""
-
-    def __init__(self, config: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wcfollowup.service", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **env},
-        )
-        self.polled = threading.Event()
-        self.tail: list[str] = []
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def _watch(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.tail = [*self.tail[-20:], line.rstrip()]
-            if '"poll done"' in line:
-                self.polled.set()
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+def start_polled(config: Path, env: dict[str, str]) -> DaemonProcess:
+    """The daemon, once it has polled; a bench stops with its log if it never does."""
+    daemon = DaemonProcess(config, env)
+    if daemon.wait_for("poll done", 60) is None:
+        daemon.kill()
+        raise SystemExit("the daemon did not poll within 60 s:\n" + "\n".join(daemon.lines[-20:]))
+    return daemon
 
 
 def first_start_rss(config: Path, env: dict[str, str]) -> float:
@@ -95,10 +73,8 @@ def first_start_rss(config: Path, env: dict[str, str]) -> float:
     that stays until the process ends). A daemon runs for months after a restart on a database
     that is already current, so the bar is measured on the second start; this figure is shown
     beside it."""
-    daemon = Daemon(config, env)
+    daemon = start_polled(config, env)
     try:
-        if not daemon.polled.wait(60):
-            raise SystemExit("the daemon did not poll within 60 s:\n" + "\n".join(daemon.tail))
         return float(psutil.Process(daemon.proc.pid).memory_info().rss / MB)
     finally:
         daemon.stop()
@@ -118,10 +94,8 @@ def measure_idle(seconds: float, warmup: float) -> tuple[float, float, float, fl
             sandbox.config_yaml(Path(folder) / "state.db") + SEQUENCES, encoding="utf-8"
         )
         FIRST_START.append(first_start_rss(config, sandbox.config_env()))
-        daemon = Daemon(config, sandbox.config_env())
+        daemon = start_polled(config, sandbox.config_env())
         try:
-            if not daemon.polled.wait(60):
-                raise SystemExit("the daemon did not poll within 60 s:\n" + "\n".join(daemon.tail))
             time.sleep(warmup)
             process = psutil.Process(daemon.proc.pid)
             rss = process.memory_info().rss / MB
@@ -137,7 +111,7 @@ def measure_idle(seconds: float, warmup: float) -> tuple[float, float, float, fl
         finally:
             code = daemon.stop()
         if code != 0:
-            print(f"note: the daemon exited with {code} on SIGTERM:", *daemon.tail, sep="\n")
+            print(f"note: the daemon exited with {code} on SIGTERM:", *daemon.lines[-20:], sep="\n")
     busy = (after.user - before.user) + (after.system - before.system)
     return rss, uss, peak, 100 * busy / wall
 

@@ -9,13 +9,10 @@ here is what an owner's server does: READY/WATCHDOG/STATUS reach systemd, SIGHUP
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +28,7 @@ from wcfollowup import sd_notify
 from wcfollowup.clock import SystemClock
 from wcfollowup.db.state import StateStore
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.sandbox.daemon_process import DaemonProcess
 
 ONE_SEQUENCE = """\
 poll:
@@ -58,7 +56,6 @@ SECOND_SEQUENCE = """\
 """
 
 # How the unit starts it, minus the CLI (owned elsewhere): ``wcfollowup.service.main``.
-LAUNCH = "from wcfollowup.service import main; main()"
 # What systemd's MemoryDenyWriteExecute=yes enforces, applied by the kernel (Linux 6.3+) to this
 # process alone: no memory may ever be writable and executable.
 DENY_WRITE_EXECUTE = """\
@@ -143,70 +140,18 @@ class NotifyListener:
         self.sock.close()
 
 
-class DaemonProcess:
-    """``python -m wcfollowup.service`` with its JSON log lines collected as they come."""
-
-    def __init__(self, config: Path, env: dict[str, str], *, prelude: str = "") -> None:
-        clean = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"{prelude}\n{LAUNCH}", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**clean, **env},
+def expect_event(
+    daemon: DaemonProcess, event: str, timeout: float = 15.0, *, after: int = 0
+) -> dict[str, Any]:
+    """The first log event starting with ``event`` from line ``after`` on, or a failure that
+    shows the whole log."""
+    found = daemon.wait_for(event, timeout, after=after)
+    if found is None:
+        raise AssertionError(
+            f"no {event!r} in the daemon's log (exit code {daemon.proc.poll()}):\n"
+            + "\n".join(daemon.lines)
         )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    def wait_for_event(
-        self, event: str, timeout: float = 15.0, *, after: int = 0
-    ) -> dict[str, Any]:
-        """The first log event starting with ``event`` among the lines from ``after`` on."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines[after:]:
-                    found = _parse(line)
-                    if found is not None and str(found.get("event", "")).startswith(event):
-                        return found
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise AssertionError(
-                        f"no {event!r} in the daemon's log (exit code {self.proc.poll()}):\n"
-                        + "\n".join(self.lines)
-                    )
-                self._changed.wait(min(left, 0.2))
-
-    def mark(self) -> int:
-        with self._changed:
-            return len(self.lines)
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        code = self.proc.wait(timeout)
-        self._reader.join(timeout=5)
-        return code
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._reader.join(timeout=5)
+    return found
 
 
 @pytest.fixture
@@ -220,15 +165,7 @@ def start_daemon(live_sandbox: Sandbox) -> Iterator[Callable[..., DaemonProcess]
 
     yield start
     for daemon in started:
-        daemon.stop()
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) else None
+        daemon.kill()
 
 
 def write_config(path: Path, sandbox: Sandbox, sequences: str = "") -> Path:
@@ -267,8 +204,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 def started(daemon: DaemonProcess) -> float:
     """Wait until the daemon runs and has polled once; returns when (monotonic) it had."""
-    daemon.wait_for_event("wcfollowup running")
-    daemon.wait_for_event("poll done")
+    expect_event(daemon, "wcfollowup running")
+    expect_event(daemon, "poll done")
     return time.monotonic()
 
 
@@ -284,7 +221,7 @@ class TestReload:
         write_config(config, live_sandbox, SECOND_SEQUENCE)
         mark = daemon.mark()
         daemon.signal(signal.SIGHUP)
-        reloaded = daemon.wait_for_event("config reloaded", after=mark)
+        reloaded = expect_event(daemon, "config reloaded", after=mark)
         assert reloaded["sequences"] == 2
 
         order_id = complete_one_order(live_sandbox, first_poll)
@@ -312,7 +249,7 @@ class TestReload:
         config.write_text(broken, encoding="utf-8")
         mark = daemon.mark()
         daemon.signal(signal.SIGHUP)
-        failed = daemon.wait_for_event("config reload failed; the running config stays", after=mark)
+        failed = expect_event(daemon, "config reload failed; the running config stays", after=mark)
         assert failed["level"] == "error"
         [problem] = failed["problems"]
         file, line, _column, message = problem.split(":", 3)
@@ -346,11 +283,11 @@ class TestStop:
         mark = daemon.mark()
         signalled = time.monotonic()
         daemon.signal(signal.SIGTERM)
-        daemon.wait_for_event("stop requested", after=mark)
+        expect_event(daemon, "stop requested", after=mark)
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(10) == 0
         assert time.monotonic() - signalled < SLOW_SEND_SECONDS + 5
-        assert daemon.wait_for_event("already stopping", after=mark)["level"] == "warning"
+        assert expect_event(daemon, "already stopping", after=mark)["level"] == "warning"
 
         assert sent_for(live_sandbox, order_id) == ["thank-you"]
         state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
@@ -371,7 +308,7 @@ class TestHardening:
         config = write_config(tmp_path / "config.yaml", live_sandbox)
         daemon = start_daemon(config, prelude=DENY_WRITE_EXECUTE)
         first_poll = started(daemon)
-        daemon.wait_for_event("listening for survey and unsubscribe links")
+        expect_event(daemon, "listening for survey and unsubscribe links")
 
         order_id = complete_one_order(live_sandbox, first_poll)
         wait_until(lambda: bool(sent_for(live_sandbox, order_id)), 12, "the thank-you")
@@ -395,7 +332,7 @@ class TestNotify:
         assert notify_socket.wait_for("READY=1") == ["READY=1"]
         [status] = notify_socket.wait_for_prefix("STATUS=")
         assert " due · " in status and status.endswith(" sent today"), status
-        daemon.wait_for_event("poll done")
+        expect_event(daemon, "poll done")
         # WATCHDOG_USEC=1s: a ping every half second; three within two seconds, not one.
         pings = notify_socket.count("WATCHDOG=1")
         notify_socket.wait_for("WATCHDOG=1", timeout=2, after=len(notify_socket.received))
