@@ -140,6 +140,22 @@ class MessageRow:
     provider_message_id: str | None
     reason: str
 
+    @classmethod
+    def from_row(cls, r: Any) -> MessageRow:
+        """From a ``messages`` row read with ``.mappings()``."""
+        return cls(
+            r["id"],
+            r["at"],
+            r["order_id"],
+            r["order_number"],
+            r["recipient"],
+            r["sequence"],
+            r["step"],
+            r["status"],
+            r["provider_message_id"],
+            r["reason"],
+        )
+
 
 def _naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
@@ -578,21 +594,7 @@ class StateStore:
             query = query.limit(limit)
         with self._tx() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            MessageRow(
-                r["id"],
-                r["at"],
-                r["order_id"],
-                r["order_number"],
-                r["recipient"],
-                r["sequence"],
-                r["step"],
-                r["status"],
-                r["provider_message_id"],
-                r["reason"],
-            )
-            for r in rows
-        ]
+        return [MessageRow.from_row(r) for r in rows]
 
     def step_states(self) -> dict[str, int]:
         with self._tx() as conn:

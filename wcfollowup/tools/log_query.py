@@ -58,21 +58,7 @@ def read_log(
         query = query.order_by(messages.c.id)
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
-    found = [
-        MessageRow(
-            r["id"],
-            r["at"],
-            r["order_id"],
-            r["order_number"],
-            r["recipient"],
-            r["sequence"],
-            r["step"],
-            r["status"],
-            r["provider_message_id"],
-            r["reason"],
-        )
-        for r in rows
-    ]
+    found = [MessageRow.from_row(r) for r in rows]
     return sorted(found, key=lambda row: row.id) if limit is not None else found
 
 
