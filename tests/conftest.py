@@ -7,12 +7,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from support import sandbox_env, thank_you_config
 
 from wcfollowup.clock import FakeClock
 from wcfollowup.config import Config, load_config
 from wcfollowup.daemon import Daemon
 from wcfollowup.sandbox import Sandbox
+
+# Property tests check behaviour, not speed: on a loaded CI machine a slow draw or example is
+# the machine, not a bug (a hypothesis "too slow" health check failed CI once that way).
+settings.register_profile(
+    "wcfollowup", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("wcfollowup")
 
 
 @pytest.fixture
