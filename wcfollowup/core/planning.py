@@ -17,7 +17,9 @@ from wcfollowup.core.orders import OrderSnapshot
 from wcfollowup.core.windows import customer_timezone, next_opening
 
 
-@dataclass(frozen=True, slots=True)
+# PlannedStep and Enrollment are built per enrolled order on the backlog path, so they are not
+# frozen (a frozen dataclass's __init__ costs five times a plain one). Treat them as read-only.
+@dataclass(slots=True)
 class PlannedStep:
     step: str
     kind: str
@@ -27,7 +29,7 @@ class PlannedStep:
     state: str  # "pending" or "waiting"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Enrollment:
     order: OrderSnapshot
     sequence: str
@@ -102,13 +104,14 @@ def plan(
     timing: Timing,
     delivered_at: datetime | None = None,
 ) -> Enrollment:
+    steps = tuple([plan_step(step, order, timing, delivered_at) for step in sequence.steps])
     return Enrollment(
-        order=order,
-        sequence=sequence.name,
-        anchor_at=completion_anchor(order),
-        delivered_at=delivered_at,
-        once_per_customer=sequence.once_per_customer,
-        steps=tuple(plan_step(step, order, timing, delivered_at) for step in sequence.steps),
+        order,
+        sequence.name,
+        completion_anchor(order),
+        delivered_at,
+        sequence.once_per_customer,
+        steps,
     )
 
 

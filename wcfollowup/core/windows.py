@@ -32,6 +32,8 @@ def next_opening(when: datetime, window: SendWindow | None, tz: tzinfo) -> datet
 
     Always returns an aware UTC datetime. A naive ``when`` is taken to be UTC.
     """
+    if window is None and when.tzinfo is UTC:  # the usual case, once per planned step
+        return when
     instant = _aware(when).astimezone(UTC)
     if is_open(instant, window, tz):
         return instant

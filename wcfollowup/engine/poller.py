@@ -37,7 +37,13 @@ from wcfollowup.core.planning import (
     plan,
 )
 from wcfollowup.db.coupons import CouponBook, Redemption
-from wcfollowup.db.state import DatabaseUnavailable, StateStore, StoreState, database_problem
+from wcfollowup.db.state import (
+    BacklogWriter,
+    DatabaseUnavailable,
+    StateStore,
+    StoreState,
+    database_problem,
+)
 from wcfollowup.engine.facts import FactsSource
 from wcfollowup.engine.page_stream import PageStream
 from wcfollowup.engine.write_behind import WriteBehind
@@ -219,7 +225,7 @@ class Poller:
             advance=lambda items: self._advance(scan, items),
         )
         pages = iter(stream)
-        with WriteBehind() as writes:
+        with self.state.backlog_writer() as writer, WriteBehind() as writes:
             while True:
                 page = next(pages, None)
                 last = page is None
@@ -229,7 +235,7 @@ class Poller:
                     buffer.extend(self._handle_page(store, items, totals))
                     resume_at = moved_to or resume_at
                 if buffer and (len(buffer) >= FLUSH_AT or last):
-                    writes.submit(self._enroll, store, buffer, totals)
+                    writes.submit(self._enroll, writer, store, buffer, totals)
                     buffer = []
                 if resume_at is not None and not buffer:
                     # Everything before resume_at is queued to be stored first: a crash
@@ -280,12 +286,21 @@ class Poller:
     def _handle_page(
         self, store: StoreState, items: Sequence[dict[str, Any]], totals: dict[str, int]
     ) -> list[Enrollment]:
-        """Cancel and re-anchor right away; return the enrolments to write (in a batch)."""
+        """Cancel and re-anchor right away; return the enrolments to write (in a batch).
+
+        This loop runs for every order of a backlog, so what it reads per order is hoisted.
+        """
         now = self.clock.now()
         plans: list[Enrollment] = []
+        recent = self._recent
+        completed = self.completed_statuses
+        from_wc = OrderSnapshot.from_wc
+        watch_coupons = self.coupons is not None
+        delivery = self.config.delivery
+        seen = 0
         for item in items:
             try:
-                order = OrderSnapshot.from_wc(item)
+                order = from_wc(item)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning(
                     "order skipped: unreadable data from the store",
@@ -294,14 +309,15 @@ class Poller:
                 )
                 continue
             key = (order.id, order.modified_gmt)
-            if key in self._recent:
+            if key in recent:
                 continue
-            totals["seen"] += 1
-            if order.status in self.completed_statuses:
-                if self.coupons is not None and item.get("coupon_lines"):
+            seen += 1
+            if order.status in completed:
+                if watch_coupons and item.get("coupon_lines"):
                     self._note_redemptions(order, item)
-                delivered = self._delivered_at(item)
-                plans.extend(self._plans(store, order, item, delivered))
+                delivered = None if delivery is None else self._delivered_at(item)
+                if is_new_completion(order, store.baseline_gmt, completed):
+                    plans.extend(self._plans(order, item, delivered))
                 if delivered is not None:
                     totals["delivered"] += self._reanchor(store, order, delivered, now)
             elif order.status in EXIT_STATUSES:
@@ -316,7 +332,8 @@ class Poller:
                         status=order.status,
                         steps=cancelled,
                     )
-            self._recent[key] = order.modified_gmt
+            recent[key] = order.modified_gmt
+        totals["seen"] += seen
         return plans
 
     def _note_redemptions(self, order: OrderSnapshot, item: dict[str, Any]) -> None:
@@ -339,8 +356,14 @@ class Poller:
         if self.coupons.redeem(used, self.clock.now()):
             log.info("coupon redeemed", order_id=order.id, codes=sorted(ours), total=amount)
 
-    def _enroll(self, store: StoreState, plans: list[Enrollment], totals: dict[str, int]) -> None:
-        stored = self.state.enroll_many(store.id, plans, self.clock.now())
+    def _enroll(
+        self,
+        writer: BacklogWriter,
+        store: StoreState,
+        plans: list[Enrollment],
+        totals: dict[str, int],
+    ) -> None:
+        stored = writer.enroll_many(store.id, plans, self.clock.now())
         totals["enrolled"] += len(stored)
         if len(stored) <= LOG_EACH_UP_TO:
             for enrollment in stored:
@@ -359,14 +382,9 @@ class Poller:
             )
 
     def _plans(
-        self,
-        store: StoreState,
-        order: OrderSnapshot,
-        item: dict[str, Any],
-        delivered: datetime | None,
+        self, order: OrderSnapshot, item: dict[str, Any], delivered: datetime | None
     ) -> list[Enrollment]:
-        if not is_new_completion(order, store.baseline_gmt, self.completed_statuses):
-            return []
+        """The sequences a newly completed order enrols in, planned."""
         chosen = []
         for sequence in self.sequences:
             if sequence.trigger != "order_completed":
