@@ -122,3 +122,38 @@ def test_the_head_constant_matches_the_newest_migration() -> None:
     from wcfollowup.db.migrate import HEAD, alembic_config
 
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD
+
+
+def test_backlog_writer_enrols_once_across_its_batches(store_url: str) -> None:
+    """The poll's writer keeps the once-per-order and once-per-customer rules of enroll_many."""
+    state = StateStore(store_url)
+    shop = state.create_store("http://shop.test", NOW, NOW)
+    with state.backlog_writer() as writer:
+        first = writer.enroll_many(
+            shop.id, [enrollment(1), enrollment(2, "welcome", "Siti@X.test", once=True)], NOW
+        )
+        again = writer.enroll_many(
+            shop.id,
+            [enrollment(1), enrollment(3), enrollment(4, "welcome", "siti@x.test", once=True)],
+            NOW,
+        )
+    assert [p.order.id for p in first] == [1, 2]
+    assert [p.order.id for p in again] == [3]
+    assert sorted(s.order_id for s in state.claim_due(NOW, 100)) == [1, 2, 3]
+    state.close()
+
+
+def test_backlog_writer_gives_its_page_cache_back(tmp_path: Path) -> None:
+    """The larger SQLite page cache lasts for the poll only: an idle daemon keeps its size."""
+    from wcfollowup.db.state import BACKLOG_CACHE_KIB, DEFAULT_CACHE_KIB
+
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    shop = state.create_store("http://shop.test", NOW, NOW)
+    with state.backlog_writer() as writer:
+        writer.enroll_many(shop.id, [enrollment(1)], NOW)
+        conn = writer._connection()  # the one connection all of a poll's batches use
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        assert dbapi.execute("PRAGMA cache_size").fetchone()[0] == -BACKLOG_CACHE_KIB
+    assert dbapi.execute("PRAGMA cache_size").fetchone()[0] == -DEFAULT_CACHE_KIB
+    state.close()
