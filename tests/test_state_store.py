@@ -129,17 +129,25 @@ def test_backlog_writer_enrols_once_across_its_batches(store_url: str) -> None:
     state = StateStore(store_url)
     shop = state.create_store("http://shop.test", NOW, NOW)
     with state.backlog_writer() as writer:
-        first = writer.enroll_many(
-            shop.id, [enrollment(1), enrollment(2, "welcome", "Siti@X.test", once=True)], NOW
+        first = writer.enroll(
+            state.prepare_enrolments(
+                shop.id, [enrollment(1), enrollment(2, "welcome", "Siti@X.test", once=True)], NOW
+            )
         )
-        again = writer.enroll_many(
-            shop.id,
-            [enrollment(1), enrollment(3), enrollment(4, "welcome", "siti@x.test", once=True)],
-            NOW,
+        # Built page by page, as the poll does; order 1 and Siti's "welcome" are stored already.
+        batch = state.prepare_enrolments(shop.id, [enrollment(1), enrollment(3)], NOW)
+        batch.extend(
+            state.prepare_enrolments(
+                shop.id, [enrollment(4, "welcome", "siti@x.test", once=True), enrollment(5)], NOW
+            )
         )
+        again = writer.enroll(batch)
     assert [p.order.id for p in first] == [1, 2]
-    assert [p.order.id for p in again] == [3]
-    assert sorted(s.order_id for s in state.claim_due(NOW, 100)) == [1, 2, 3]
+    assert [p.order.id for p in again] == [3, 5]
+    claimed = state.claim_due(NOW, 100)
+    assert sorted(s.order_id for s in claimed) == [1, 2, 3, 5]
+    # Each step row points at its own order's enrolment.
+    assert all(s.order_number == str(s.order_id) for s in claimed)
     state.close()
 
 
@@ -150,7 +158,7 @@ def test_backlog_writer_gives_its_page_cache_back(tmp_path: Path) -> None:
     state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     shop = state.create_store("http://shop.test", NOW, NOW)
     with state.backlog_writer() as writer:
-        writer.enroll_many(shop.id, [enrollment(1)], NOW)
+        writer.enroll(state.prepare_enrolments(shop.id, [enrollment(1)], NOW))
         conn = writer._connection()  # the one connection all of a poll's batches use
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None

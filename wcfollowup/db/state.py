@@ -156,6 +156,31 @@ class MessageRow:
         )
 
 
+@dataclass(slots=True)
+class PreparedEnrolments:
+    """Enrolments with their rows built (``StateStore.prepare_enrolments``), not yet stored.
+
+    ``step_values`` leave each row's ``enrollment_id`` empty; ``step_owners`` says which plan
+    each step row belongs to, so the ids can be filled in once the enrollments exist.
+    """
+
+    store_id: int
+    plans: list[Enrollment]
+    now: datetime
+    enrollment_values: list[Any]
+    step_values: list[Any]
+    step_owners: list[int]
+
+    def extend(self, other: PreparedEnrolments) -> None:
+        """Append another page's enrolments (same store): one batch, one transaction."""
+        offset = len(self.plans)
+        self.plans.extend(other.plans)
+        self.now = other.now
+        self.enrollment_values.extend(other.enrollment_values)
+        self.step_values.extend(other.step_values)
+        self.step_owners.extend(owner + offset for owner in other.step_owners)
+
+
 def _naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
@@ -259,7 +284,7 @@ class StateStore:
         if not plans:
             return []
         with self._tx() as conn:
-            return self._enroll_in(conn, store_id, plans, now)
+            return self._enroll_in(conn, self.prepare_enrolments(store_id, plans, now))
 
     @contextmanager
     def backlog_writer(self) -> Iterator[BacklogWriter]:
@@ -270,9 +295,8 @@ class StateStore:
         finally:
             writer.close()
 
-    def _enroll_in(
-        self, conn: Connection, store_id: int, plans: Sequence[Enrollment], now: datetime
-    ) -> list[Enrollment]:
+    def _enroll_in(self, conn: Connection, prepared: PreparedEnrolments) -> list[Enrollment]:
+        store_id, plans = prepared.store_id, prepared.plans
         order_ids = sorted({p.order.id for p in plans})
         marker = "?" if self.dialect == "sqlite" else "%s"
         # Plain SQL: SQLAlchemy's expanding IN cost more per page than the fetch itself.
@@ -311,8 +335,9 @@ class StateStore:
             fresh.append(plan)
         if not fresh:
             return []
-        ids = self._insert_enrollments(conn, store_id, fresh, now)
-        self._insert_steps(conn, store_id, fresh, ids, now)
+        if len(fresh) < len(plans):  # some were stored before: rows for the rest only
+            prepared = self.prepare_enrolments(store_id, fresh, prepared.now)
+        self._insert_prepared(conn, prepared)
         return fresh
 
     def delivery_steps(self, store_id: int, order_id: int) -> list[DeliveryStep]:
@@ -591,60 +616,47 @@ class StateStore:
 
     # -- internals ------------------------------------------------------------------------
 
-    # A backlog stores every order through these two: each row goes into one flat parameter
-    # list, times converted once, straight to the driver. SQLAlchemy's per-row parameter
-    # processing cost more than fetching the same page from the store.
+    # -- enrolment rows -------------------------------------------------------------------
 
-    def _insert_enrollments(
-        self, conn: Connection, store_id: int, fresh: Sequence[Enrollment], now: datetime
-    ) -> list[int]:
+    def prepare_enrolments(
+        self, store_id: int, plans: Sequence[Enrollment], now: datetime
+    ) -> PreparedEnrolments:
+        """The rows ``plans`` would add, laid end to end as the driver takes them.
+
+        Pure (no I/O), so the poll builds them on its parsing thread, page by page, while the
+        fetch thread waits for the store; the writer thread then only checks and executes.
+        SQLAlchemy's per-row parameter processing cost more than fetching the same page from
+        the store, so the values go straight to the driver, times converted once.
+        """
         to_db = self._db_time
         now_db = to_db(now)
-        ids: list[int] = []
-        for start in range(0, len(fresh), BULK_ROWS):
-            chunk = fresh[start : start + BULK_ROWS]
-            flat: list[Any] = []
-            add = flat.extend
-            for p in chunk:
-                order = p.order
-                delivered = p.delivered_at
-                add(
-                    (
-                        store_id,
-                        order.id,
-                        order.number,
-                        p.sequence,
-                        order.email,
-                        order.customer_key,
-                        to_db(p.anchor_at),
-                        None if delivered is None else to_db(delivered),
-                        now_db,
-                    )
+        enrollment_values: list[Any] = []
+        step_values: list[Any] = []
+        step_owners: list[int] = []
+        add_enrollment, add_step = enrollment_values.extend, step_values.extend
+        for index, plan in enumerate(plans):
+            order = plan.order
+            delivered = plan.delivered_at
+            add_enrollment(
+                (
+                    store_id,
+                    order.id,
+                    order.number,
+                    plan.sequence,
+                    order.email,
+                    order.customer_key,
+                    to_db(plan.anchor_at),
+                    None if delivered is None else to_db(delivered),
+                    now_db,
                 )
-            ids.extend(self._insert_rows(conn, "enrollments", ENROLLMENT_COLUMNS, flat))
-        return ids
-
-    def _insert_steps(
-        self,
-        conn: Connection,
-        store_id: int,
-        fresh: Sequence[Enrollment],
-        ids: Sequence[int],
-        now: datetime,
-    ) -> None:
-        to_db = self._db_time
-        now_db = to_db(now)
-        flat: list[Any] = []
-        add = flat.extend
-        rows = 0
-        for enrollment_id, plan in zip(ids, fresh, strict=True):
+            )
             for planned in plan.steps:
                 due = planned.due_at
-                add(
+                add_step(
                     (
-                        enrollment_id,
+                        None,  # the enrollment's id, known once it is inserted
                         store_id,
-                        plan.order.id,
+                        order.id,
                         plan.sequence,
                         planned.step,
                         planned.kind,
@@ -656,13 +668,26 @@ class StateStore:
                         now_db,
                     )
                 )
-                rows += 1
-                if rows == BULK_ROWS:
-                    self._insert_rows(conn, "steps", STEP_COLUMNS, flat)
-                    flat, rows = [], 0
-                    add = flat.extend
-        if rows:
-            self._insert_rows(conn, "steps", STEP_COLUMNS, flat)
+                step_owners.append(index)
+        return PreparedEnrolments(
+            store_id, list(plans), now, enrollment_values, step_values, step_owners
+        )
+
+    def _insert_prepared(self, conn: Connection, prepared: PreparedEnrolments) -> None:
+        width = len(ENROLLMENT_COLUMNS)
+        values = prepared.enrollment_values
+        ids: list[int] = []
+        for start in range(0, len(values), BULK_ROWS * width):
+            chunk = values[start : start + BULK_ROWS * width]
+            ids.extend(self._insert_rows(conn, "enrollments", ENROLLMENT_COLUMNS, chunk))
+        width = len(STEP_COLUMNS)
+        values = prepared.step_values
+        for row, owner in enumerate(prepared.step_owners):
+            values[row * width] = ids[owner]
+        for start in range(0, len(values), BULK_ROWS * width):
+            self._insert_rows(
+                conn, "steps", STEP_COLUMNS, values[start : start + BULK_ROWS * width]
+            )
 
     def _db_time(self, value: datetime) -> Any:
         """An aware datetime as the driver takes it for a ``UTCDateTime`` column."""
@@ -791,14 +816,13 @@ class BacklogWriter:
         self._state = state
         self._conn: Connection | None = None
 
-    def enroll_many(
-        self, store_id: int, plans: Sequence[Enrollment], now: datetime
-    ) -> list[Enrollment]:
-        if not plans:
+    def enroll(self, prepared: PreparedEnrolments) -> list[Enrollment]:
+        """Store prepared enrolments in one transaction, as ``StateStore.enroll_many`` does."""
+        if not prepared.plans:
             return []
         conn = self._connection()
         with conn.begin():
-            return self._state._enroll_in(conn, store_id, plans, now)
+            return self._state._enroll_in(conn, prepared)
 
     def _connection(self) -> Connection:
         if self._conn is None:

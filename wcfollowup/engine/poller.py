@@ -40,6 +40,7 @@ from wcfollowup.db.coupons import CouponBook, Redemption
 from wcfollowup.db.state import (
     BacklogWriter,
     DatabaseUnavailable,
+    PreparedEnrolments,
     StateStore,
     StoreState,
     database_problem,
@@ -218,11 +219,12 @@ class Poller:
         scan = Scan(after=store.cursor_gmt - self.overlap)
         cursor = store.cursor_gmt
         totals = {"seen": 0, "enrolled": 0, "cancelled": 0, "delivered": 0}
-        buffer: list[Enrollment] = []
+        buffer: PreparedEnrolments | None = None
         resume_at: datetime | None = None
         # Pages are fetched on their own thread (see page_stream) while this one parses and
-        # plans them, and enrolments are written in batches of several pages on a third
-        # (see write_behind): a backlog then costs little more than fetching it.
+        # plans them and builds their database rows, and enrolments are written in batches of
+        # several pages on a third (see write_behind): a backlog then costs little more than
+        # fetching it.
         stream = PageStream(
             fetch=lambda: self.gateway.list_orders(self._params(scan)),
             advance=lambda items: self._advance(scan, items),
@@ -235,12 +237,18 @@ class Poller:
                 if page is not None:
                     items, moved_to = page
                     requests += 1
-                    buffer.extend(self._handle_page(store, items, totals))
+                    plans = self._handle_page(store, items, totals)
+                    if plans:
+                        rows = self.state.prepare_enrolments(store.id, plans, self.clock.now())
+                        if buffer is None:
+                            buffer = rows
+                        else:
+                            buffer.extend(rows)
                     resume_at = moved_to or resume_at
-                if buffer and (len(buffer) >= FLUSH_AT or last):
-                    writes.submit(self._enroll, writer, store, buffer, totals)
-                    buffer = []
-                if resume_at is not None and not buffer:
+                if buffer is not None and (len(buffer.plans) >= FLUSH_AT or last):
+                    writes.submit(self._enroll, writer, buffer, totals)
+                    buffer = None
+                if resume_at is not None and buffer is None:
                     # Everything before resume_at is queued to be stored first: a crash
                     # resumes here.
                     cursor = max(cursor, resume_at)
@@ -360,13 +368,9 @@ class Poller:
             log.info("coupon redeemed", order_id=order.id, codes=sorted(ours), total=amount)
 
     def _enroll(
-        self,
-        writer: BacklogWriter,
-        store: StoreState,
-        plans: list[Enrollment],
-        totals: dict[str, int],
+        self, writer: BacklogWriter, prepared: PreparedEnrolments, totals: dict[str, int]
     ) -> None:
-        stored = writer.enroll_many(store.id, plans, self.clock.now())
+        stored = writer.enroll(prepared)
         totals["enrolled"] += len(stored)
         if len(stored) <= LOG_EACH_UP_TO:
             for enrollment in stored:
