@@ -674,20 +674,24 @@ class StateStore:
         )
 
     def _insert_prepared(self, conn: Connection, prepared: PreparedEnrolments) -> None:
-        width = len(ENROLLMENT_COLUMNS)
-        values = prepared.enrollment_values
-        ids: list[int] = []
-        for start in range(0, len(values), BULK_ROWS * width):
-            chunk = values[start : start + BULK_ROWS * width]
-            ids.extend(self._insert_rows(conn, "enrollments", ENROLLMENT_COLUMNS, chunk))
+        ids = self._insert_chunks(
+            conn, "enrollments", ENROLLMENT_COLUMNS, prepared.enrollment_values
+        )
         width = len(STEP_COLUMNS)
         values = prepared.step_values
         for row, owner in enumerate(prepared.step_owners):
             values[row * width] = ids[owner]
-        for start in range(0, len(values), BULK_ROWS * width):
-            self._insert_rows(
-                conn, "steps", STEP_COLUMNS, values[start : start + BULK_ROWS * width]
-            )
+        self._insert_chunks(conn, "steps", STEP_COLUMNS, values)
+
+    def _insert_chunks(
+        self, conn: Connection, table: str, columns: Sequence[str], values: list[Any]
+    ) -> list[int]:
+        """``values`` (rows laid end to end) in INSERTs of ``BULK_ROWS`` rows; the new ids."""
+        chunk = BULK_ROWS * len(columns)
+        ids: list[int] = []
+        for start in range(0, len(values), chunk):
+            ids.extend(self._insert_rows(conn, table, columns, values[start : start + chunk]))
+        return ids
 
     def _db_time(self, value: datetime) -> Any:
         """An aware datetime as the driver takes it for a ``UTCDateTime`` column."""
@@ -799,9 +803,10 @@ class StateStore:
 
 
 # SQLite's default page cache is 2 MB. Enrolling a backlog inserts into the customer index in
-# random order, and once that index outgrows the cache every insert rereads pages from the OS:
-# the backlog bench ran about 15% faster with 16 MB. The cache is raised only on the backlog
-# writer's own connection and handed back when the poll ends, so an idle daemon keeps its size.
+# random order, and once that index outgrows the cache inserts reread pages from the OS: with
+# 16 MB, storing 60,000 enrolments took about 5% less CPU (measured on one thread; the full
+# bench is too noisy here to show it). The cache is raised only on the backlog writer's own
+# connection and handed back when the poll ends, so an idle daemon keeps its size.
 BACKLOG_CACHE_KIB = 16_000
 DEFAULT_CACHE_KIB = 2_000
 
