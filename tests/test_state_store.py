@@ -165,3 +165,31 @@ def test_backlog_writer_gives_its_page_cache_back(tmp_path: Path) -> None:
         assert dbapi.execute("PRAGMA cache_size").fetchone()[0] == -BACKLOG_CACHE_KIB
     assert dbapi.execute("PRAGMA cache_size").fetchone()[0] == -DEFAULT_CACHE_KIB
     state.close()
+
+
+def test_enrolment_times_round_trip_with_and_without_microseconds(store_url: str) -> None:
+    """Times come back exactly as planned, past one INSERT's worth of rows (BULK_ROWS), and on
+    SQLite they are stored as the very text SQLAlchemy writes, so SQL comparisons agree."""
+    from wcfollowup.db.state import BULK_ROWS
+
+    state = StateStore(store_url)
+    shop = state.create_store("http://shop.test", NOW, NOW)  # written through SQLAlchemy
+    plans = []
+    for order_id in range(1, BULK_ROWS + 3):
+        due = NOW + timedelta(seconds=order_id, microseconds=7 if order_id % 2 else 0)
+        order = OrderSnapshot(order_id, str(order_id), "completed", NOW, NOW, "a@b.test")
+        step = PlannedStep("thank-you", "email", "completed", timedelta(0), due, "pending")
+        plans.append(Enrollment(order, "thank-you", NOW, None, False, (step,)))
+    assert len(state.enroll_many(shop.id, plans, NOW)) == len(plans)
+    last_due = plans[-1].steps[0].due_at
+    assert last_due is not None
+    claimed = state.claim_due(last_due, 10_000)
+    assert {(s.order_id, s.due_at) for s in claimed} == {
+        (p.order.id, p.steps[0].due_at) for p in plans
+    }
+    if state.dialect == "sqlite":
+        with state.engine.connect() as conn:
+            ours = conn.exec_driver_sql("SELECT DISTINCT enrolled_at FROM enrollments").all()
+            theirs = conn.exec_driver_sql("SELECT created_at FROM stores").all()
+        assert ours == theirs == [("2026-11-22 03:00:00.000000",)]
+    state.close()
