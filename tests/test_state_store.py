@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 from wcfollowup.core.orders import OrderSnapshot
 from wcfollowup.core.planning import Enrollment, PlannedStep
@@ -83,6 +86,15 @@ def test_once_per_customer_skips_a_second_order_of_the_same_customer(store_url: 
     assert [p.order.id for p in stored] == [1, 3]
     later = state.enroll_many(shop.id, [enrollment(4, "welcome", "SITI@x.test", once=True)], NOW)
     assert later == []
+    # Once per customer is per store and per sequence: Siti is new to both of these.
+    other_shop = state.create_store("http://other-shop.test", NOW, NOW)
+    elsewhere = state.enroll_many(
+        other_shop.id, [enrollment(5, "welcome", "siti@x.test", once=True)], NOW
+    )
+    other_sequence = state.enroll_many(
+        shop.id, [enrollment(6, "win-back", "siti@x.test", once=True)], NOW
+    )
+    assert [p.order.id for p in elsewhere + other_sequence] == [5, 6]
     state.close()
 
 
@@ -151,8 +163,9 @@ def test_backlog_writer_enrols_once_across_its_batches(store_url: str) -> None:
     state.close()
 
 
-def test_backlog_writer_gives_its_page_cache_back(tmp_path: Path) -> None:
-    """The larger SQLite page cache lasts for the poll only: an idle daemon keeps its size."""
+def test_backlog_writer_gives_its_page_cache_and_key_checks_back(tmp_path: Path) -> None:
+    """The larger SQLite page cache, and skipping foreign-key checks, last for the poll only:
+    an idle daemon's connections keep their size and check every reference again."""
     from wcfollowup.db.state import BACKLOG_CACHE_KIB, DEFAULT_CACHE_KIB
 
     state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
@@ -163,7 +176,16 @@ def test_backlog_writer_gives_its_page_cache_back(tmp_path: Path) -> None:
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
         assert dbapi.execute("PRAGMA cache_size").fetchone()[0] == -BACKLOG_CACHE_KIB
+        assert dbapi.execute("PRAGMA foreign_keys").fetchone()[0] == 0
     assert dbapi.execute("PRAGMA cache_size").fetchone()[0] == -DEFAULT_CACHE_KIB
+    assert dbapi.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    # The pooled connection checks references again.
+    with pytest.raises(IntegrityError), state.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO steps (enrollment_id, store_id, order_id, sequence, step, kind,"
+            " anchor, delay_seconds, state, attempts, updated_at)"
+            " VALUES (999, 1, 1, 's', 's', 'email', 'completed', 0, 'pending', 0, '2026')"
+        )
     state.close()
 
 
@@ -193,3 +215,20 @@ def test_enrolment_times_round_trip_with_and_without_microseconds(store_url: str
             theirs = conn.exec_driver_sql("SELECT created_at FROM stores").all()
         assert ours == theirs == [("2026-11-22 03:00:00.000000",)]
     state.close()
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2300, 1, 1),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=7)), timezone(-timedelta(hours=5))]
+        ),
+    )
+)
+def test_sqlite_time_text_is_what_sqlalchemy_writes_for_any_time(value: datetime) -> None:
+    """The cached-pieces time text agrees with SQLAlchemy's own format everywhere."""
+    from wcfollowup.db.state import _sqlite_value
+
+    expected = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    assert _sqlite_value(value) == expected

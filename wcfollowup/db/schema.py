@@ -76,7 +76,8 @@ enrollments = Table(
     Column("delivered_at", UTCDateTime),
     Column("enrolled_at", UTCDateTime, nullable=False),
     UniqueConstraint("store_id", "order_id", "sequence", name="uq_enrollment_once"),
-    Index("ix_enrollments_customer", "store_id", "sequence", "customer_key"),
+    # Keyed on the customer alone: see migration 0003.
+    Index("ix_enrollments_customer_key", "customer_key"),
 )
 
 steps = Table(
