@@ -308,9 +308,21 @@ class BareRun:
     nonce_retries: int = 0
 
 
+def settle_disk() -> None:
+    """Write back what earlier phases left dirty before the next one is timed.
+
+    Linux writes dirty pages back about 30 s after they were written (vm.dirty_expire_centisecs),
+    so without this the kernel would flush one poll's database while a later poll or bare loop
+    is being timed, on the same two CPUs.
+    """
+    os.sync()
+
+
 def bare_loop(endpoints: Endpoints, requests_: list[Recorded], timeout: float) -> BareRun:
     """Fetch the same pages with the same client, parse them, and do nothing with them."""
     from woocommerce import API
+
+    settle_disk()
 
     api = API(
         url=endpoints.store_url,
@@ -441,6 +453,7 @@ def measure(
 
         say("rehearsal poll (records the requests) ...")
         sandbox.record(True)
+        settle_disk()
         started = time.perf_counter()
         rehearsed = rehearsal.poll_once()
         rehearsal_seconds = time.perf_counter() - started
@@ -458,6 +471,7 @@ def measure(
         for k, (daemon, _, _) in enumerate(timed, start=1):
             say(f"round {k} of {rounds}: timed poll, then the bare loop again ...")
             sandbox.record(True)
+            settle_disk()
             rss_before, _ = _rss_mb()
             with RssSampler() as sampler:
                 started = time.perf_counter()
