@@ -20,6 +20,7 @@ import hmac
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -106,7 +107,8 @@ class Authenticator:
     def __init__(self, keys: list[ApiKey], wall_time: Callable[[], float] = time.time) -> None:
         self._keys = {key.consumer_key: key for key in keys}
         self._wall_time = wall_time
-        self._nonces: dict[str, dict[str, int]] = {}
+        # Per key: nonce -> its timestamp, in the order they were first used.
+        self._nonces: dict[str, OrderedDict[str, int]] = {}
         self._lock = threading.Lock()
 
     def authenticate(
@@ -205,12 +207,15 @@ class Authenticator:
         if timestamp < now - WINDOW_SECONDS or timestamp > now + WINDOW_SECONDS:
             return _auth_error("Invalid timestamp.")
         with self._lock:
-            used = self._nonces.setdefault(key.consumer_key, {})
+            used = self._nonces.setdefault(key.consumer_key, OrderedDict())
             if nonce in used:
                 return _auth_error("Invalid nonce - nonce has already been used.")
             used[nonce] = timestamp
-            if len(used) > 1024:
-                for old, stamp in list(used.items()):
-                    if stamp < now - WINDOW_SECONDS:
-                        del used[old]
+            # Forget nonces whose time has left the window (a replay of one is refused for its
+            # timestamp anyway). Oldest first, in the order they came: clients sign with the
+            # current time, so this stops at the first one still in the window and costs
+            # nothing per request; scanning them all cost a request more with every nonce kept.
+            cutoff = now - WINDOW_SECONDS
+            while used and next(iter(used.values())) < cutoff:
+                used.popitem(last=False)
         return None
