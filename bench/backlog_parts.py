@@ -1,0 +1,135 @@
+"""Where a backlog poll's time goes: the same pages polled with parts of the work left out.
+
+    .venv/bin/python bench/backlog_parts.py                 # 50,000 orders, 5 pairs
+    .venv/bin/python bench/backlog_parts.py --orders 20000 --pairs 3
+
+A diagnostic beside ``backlog.py``, not a bar. One sandbox (a child process) holds N completed
+orders; one daemon per poll to come has seen the store before they arrived, so every poll enrols
+the same N orders from the same pages. Polls of three variants then alternate with bare loops
+(the same client fetching the same pages, as in ``backlog.py``), in an order that flips every
+pass so that a drift of the machine's speed cannot favour a variant:
+
+- ``full``: the poll as it is;
+- ``no-store``: everything but the database writes (the backlog writer returns at once);
+- ``fetch-only``: the poller fetches and pages, and nothing is parsed, planned or stored.
+
+Each poll is compared with the mean of the bare loops just before and after it. The differences
+between the variants are what parsing-and-planning and storing add to the fetch chain, measured
+where they run: next to it, on the same two CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import backlog as bench
+
+from wcfollowup.db.state import BacklogWriter, PreparedEnrolments
+from wcfollowup.engine.poller import Poller
+
+
+def _stored_nothing(_writer: BacklogWriter, prepared: PreparedEnrolments) -> list[Any]:
+    return list(prepared.plans)
+
+
+def _handled_nothing(
+    _poller: Poller, _store: Any, items: list[dict[str, Any]], totals: dict[str, int]
+) -> list[Any]:
+    totals["seen"] += len(items)
+    return []
+
+
+@contextmanager
+def variant(name: str) -> Iterator[None]:
+    """Swap a part of the poll for nothing while one poll runs (a diagnostic, never a test)."""
+    saved_enroll, saved_handle = BacklogWriter.enroll, Poller._handle_page
+    if name in ("no-store", "fetch-only"):
+        BacklogWriter.enroll = _stored_nothing  # type: ignore[assignment]
+    if name == "fetch-only":
+        Poller._handle_page = _handled_nothing  # type: ignore[assignment,method-assign]
+    try:
+        yield
+    finally:
+        BacklogWriter.enroll = saved_enroll  # type: ignore[method-assign]
+        Poller._handle_page = saved_handle  # type: ignore[method-assign]
+
+
+VARIANTS = ("full", "no-store", "fetch-only")
+
+
+def run(n: int, pairs: int, say: Callable[[str], None]) -> dict[str, list[float]]:
+    sandbox = bench.ChildProcess()
+    try:
+        with tempfile.TemporaryDirectory(prefix="wcf-parts-") as tmp:
+            workdir = Path(tmp)
+            polls = 1 + pairs * len(VARIANTS)
+            say(f"{polls} daemons see the store first ...")
+            daemons = [bench.first_sight(sandbox, workdir / f"d{k}") for k in range(polls)]
+            say(f"adding {n:,} completed orders ...")
+            now = sandbox.add_completed(n)
+            for _daemon, clock, _config in daemons:
+                clock.set(now)
+            sandbox.record(True)
+            daemons[0][0].poll_once()
+            replay = [r for r in sandbox.record(False) if r.method == "GET"]
+            daemons[0][0].close()
+            timeout = daemons[0][2].store.request_timeout.total_seconds()
+            ratios: dict[str, list[float]] = {name: [] for name in VARIANTS}
+            before = bench.bare_loop(sandbox.endpoints, replay, timeout).seconds
+            turn = 1
+            for p in range(pairs):
+                say(f"pass {p + 1} of {pairs} ...")
+                for name in VARIANTS if p % 2 == 0 else VARIANTS[::-1]:
+                    daemon = daemons[turn][0]
+                    turn += 1
+                    bench.settle_disk()
+                    with variant(name):
+                        started = time.perf_counter()
+                        daemon.poll_once()
+                        seconds = time.perf_counter() - started
+                    daemon.close()
+                    after = bench.bare_loop(sandbox.endpoints, replay, timeout).seconds
+                    ratios[name].append(seconds / ((before + after) / 2))
+                    before = after
+            return ratios
+    finally:
+        sandbox.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--orders", type=int, default=50_000, help="backlog size (50000)")
+    parser.add_argument("--pairs", type=int, default=5, help="passes over the variants (5)")
+    args = parser.parse_args(argv)
+    if args.orders < 1 or args.pairs < 1:
+        parser.error("--orders and --pairs must be at least 1")
+
+    def say(text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    with bench.quiet_json_logs():
+        ratios = run(args.orders, args.pairs, say)
+    print(f"\npoll / mean of the bare loops beside it, {args.orders:,} orders")
+    for name in VARIANTS:
+        values = ratios[name]
+        print(
+            f"{name:<11} median {statistics.median(values):.2f}  mean {statistics.mean(values):.2f}"
+            "  (" + ", ".join(f"{v:.2f}" for v in values) + ")"
+        )
+    full, no_store, fetch = (statistics.median(ratios[name]) for name in VARIANTS)
+    print(
+        f"storing adds about {full - no_store:+.2f}, parsing and planning {no_store - fetch:+.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
