@@ -189,6 +189,17 @@ def test_backlog_writer_gives_its_page_cache_and_key_checks_back(tmp_path: Path)
     state.close()
 
 
+def test_a_bulk_insert_stays_within_sqlites_parameter_limit() -> None:
+    from wcfollowup.db.state import (
+        BULK_ROWS,
+        ENROLLMENT_COLUMNS,
+        SQLITE_MAX_PARAMETERS,
+        STEP_COLUMNS,
+    )
+
+    assert BULK_ROWS * max(len(ENROLLMENT_COLUMNS), len(STEP_COLUMNS)) <= SQLITE_MAX_PARAMETERS
+
+
 def test_enrolment_times_round_trip_with_and_without_microseconds(store_url: str) -> None:
     """Times come back exactly as planned, past one INSERT's worth of rows (BULK_ROWS), and on
     SQLite they are stored as the very text SQLAlchemy writes, so SQL comparisons agree."""

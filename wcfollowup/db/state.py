@@ -38,8 +38,11 @@ from wcfollowup.db.schema import (
 )
 from wcfollowup.privacy import suppression_keys
 
-# Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+# Rows per multi-row INSERT: well under SQLite's 32,766 (since 3.32) and PostgreSQL's 65,535
+# parameters. 2,500 rows read 0.08 better than 500 in alternating runs of a 50,000-order backlog,
+# and the same at 100,000: not worth statements five times the size.
 BULK_ROWS = 500
+SQLITE_MAX_PARAMETERS = 32_766
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 ENROLLMENT_COLUMNS = (
@@ -67,7 +70,6 @@ STEP_COLUMNS = (
     "attempts",
     "updated_at",
 )
-
 # Step states in which the step will still act on its own.
 OPEN_STATES = ("waiting", "pending", "claimed")
 FINAL_STATES = ("sent", "failed", "skipped", "cancelled", "uncertain")
