@@ -77,17 +77,16 @@ def thread_cpu_clock(thread: threading.Thread) -> Callable[[], float] | None:
 
 
 class PageStream:
-    def __init__(self, fetch: Fetch, advance: Advance, *, yield_to_fetcher: bool = True) -> None:
+    def __init__(self, fetch: Fetch, advance: Advance) -> None:
         self._fetch = fetch
         self._advance = advance
-        self._yield_to_fetcher = yield_to_fetcher
         self._pages: queue.Queue[Any] = queue.Queue(maxsize=PAGES_AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="poll-fetch", daemon=True)
 
     def __iter__(self) -> Iterator[tuple[list[dict[str, Any]], datetime | None]]:
         self._thread.start()
-        fetcher_cpu = thread_cpu_clock(self._thread) if self._yield_to_fetcher else None
+        fetcher_cpu = thread_cpu_clock(self._thread)
         try:
             while True:
                 item = self._pages.get()

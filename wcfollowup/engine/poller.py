@@ -308,6 +308,7 @@ class Poller:
         from_wc = OrderSnapshot.from_wc
         watch_coupons = self.coupons is not None
         delivery = self.config.delivery
+        store_tz = self.config.store.tz
         seen = 0
         for item in items:
             try:
@@ -326,7 +327,7 @@ class Poller:
             if order.status in completed:
                 if watch_coupons and item.get("coupon_lines"):
                     self._note_redemptions(order, item)
-                delivered = None if delivery is None else self._delivered_at(item)
+                delivered = None if delivery is None else delivered_at(item, delivery, store_tz)
                 if is_new_completion(order, store.baseline_gmt, completed):
                     plans.extend(self._plans(order, item, delivered))
                 if delivered is not None:
@@ -402,11 +403,6 @@ class Poller:
                     continue
             chosen.append(plan(order, sequence, self.timing, delivered))
         return chosen
-
-    def _delivered_at(self, item: dict[str, Any]) -> datetime | None:
-        if self.config.delivery is None:
-            return None
-        return delivered_at(item, self.config.delivery, self.config.store.tz)
 
     def _reanchor(
         self, store: StoreState, order: OrderSnapshot, delivered: datetime, now: datetime
