@@ -131,16 +131,22 @@ class Recorder:
         return seen
 
 
-def retries(seen: list[Recorded]) -> int:
-    """Requests that repeat the one before them, signed anew.
+def without_retries(seen: list[Recorded]) -> list[Recorded]:
+    """The requests minus those that repeat the one before them, signed anew.
 
     The ``woocommerce`` client's OAuth nonce is a hash of 8 random digits, and the sandbox
     refuses any nonce it saw in the last 15 minutes (stricter than WooCommerce, which keeps one
     per second), so over the ~12,000 requests of a run one clash is likely; the gateway then
     signs the same request again. That is a transport retry, not a request the poll's paging
-    asked for: it is counted apart from the "requests" bar.
+    asked for: it is counted apart from the "requests" bar, and the bare loop does not replay it.
     """
-    return sum(1 for before, after in itertools.pairwise(seen) if after.same_request(before))
+    return seen[:1] + [
+        after for before, after in itertools.pairwise(seen) if not after.same_request(before)
+    ]
+
+
+def retries(seen: list[Recorded]) -> int:
+    return len(seen) - len(without_retries(seen))
 
 
 # -- the sandbox, here or in a child process ------------------------------------------------
@@ -488,7 +494,9 @@ def measure(
         if rehearsed is None:
             say("WARNING: the rehearsal poll failed (see the logs)")
         replay = [
-            r for r in rehearsal_requests if r.method == "GET" and r.path.startswith(API_PREFIX)
+            r
+            for r in without_retries(rehearsal_requests)
+            if r.method == "GET" and r.path.startswith(API_PREFIX)
         ]
         say(f"bare loop: replaying {len(replay):,} GET requests ...")
         runs = [bare_loop(sandbox.endpoints, replay, timeout)]
@@ -549,7 +557,7 @@ def measure(
             enrolled=result.enrolled if result else None,
             orders_seen=result.orders_seen if result else None,
             poll_result_requests=result.requests if result else None,
-            store_requests=max(len(poll.requests) - retries(poll.requests) for poll in polls),
+            store_requests=max(len(without_retries(poll.requests)) for poll in polls),
             store_retries=max(retries(poll.requests) for poll in polls),
             order_list_requests=len(lists),
             other_requests=others,
