@@ -11,9 +11,18 @@ pass so that a drift of the machine's speed cannot favour a variant:
 
 - ``full``: the poll as it is;
 - ``no-store``: everything but the database writes (the backlog writer returns at once);
+- ``store-as-sleep``: the writer sleeps, for each batch, as long as the real writer took per
+  enrolment in this run's ``full`` polls, and stores nothing: what the writes cost by their
+  time alone (the last batch, which no fetching overlaps);
+- ``store-as-burn``: the same time spent hashing, which keeps a CPU busy without the
+  interpreter lock (``hashlib`` releases it for large buffers): what the writes cost by taking
+  the CPU that the sandbox server and the fetch thread would otherwise have;
 - ``fetch-only``: the poller fetches and pages, and nothing is parsed, planned or stored
   (an over-estimate of the fetching alone: with nothing to enrol, the cursor move after every
   page is its own small transaction, where a real backlog moves it once per batch).
+
+``full`` minus ``store-as-burn`` is then what storing costs beyond its time and its CPU: mostly
+the interpreter lock that the driver holds while it binds a statement's parameters.
 
 Each poll is compared with the mean of the bare loops just before and after it. The differences
 between the variants are what parsing-and-planning and storing add to the fetch chain, measured
@@ -23,6 +32,7 @@ where they run: next to it, on the same two CPUs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import sys
 import tempfile
@@ -42,6 +52,44 @@ def _stored_nothing(_writer: BacklogWriter, prepared: PreparedEnrolments) -> lis
     return list(prepared.plans)
 
 
+class WriterTime:
+    """The real writer's seconds per enrolment, measured in this run's ``full`` polls."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.enrolments = 0
+
+    def per_enrolment(self) -> float:
+        return self.seconds / self.enrolments if self.enrolments else 0.0
+
+    def timed(self, enroll: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+        def timed_enroll(writer: BacklogWriter, prepared: PreparedEnrolments) -> list[Any]:
+            started = time.perf_counter()
+            try:
+                return enroll(writer, prepared)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.enrolments += len(prepared.plans)
+
+        return timed_enroll
+
+
+WRITER = WriterTime()
+_HASHED = bytes(1 << 18)
+
+
+def _slept_store(_writer: BacklogWriter, prepared: PreparedEnrolments) -> list[Any]:
+    time.sleep(WRITER.per_enrolment() * len(prepared.plans))
+    return list(prepared.plans)
+
+
+def _burnt_store(_writer: BacklogWriter, prepared: PreparedEnrolments) -> list[Any]:
+    until = time.perf_counter() + WRITER.per_enrolment() * len(prepared.plans)
+    while time.perf_counter() < until:
+        hashlib.sha256(_HASHED).digest()
+    return list(prepared.plans)
+
+
 def _handled_nothing(
     _poller: Poller, _store: Any, items: list[dict[str, Any]], totals: dict[str, int]
 ) -> list[Any]:
@@ -53,6 +101,12 @@ def _handled_nothing(
 def variant(name: str) -> Iterator[None]:
     """Swap a part of the poll for nothing while one poll runs (a diagnostic, never a test)."""
     saved_enroll, saved_handle = BacklogWriter.enroll, Poller._handle_page
+    if name == "full":
+        BacklogWriter.enroll = WRITER.timed(saved_enroll)  # type: ignore[method-assign]
+    if name == "store-as-sleep":
+        BacklogWriter.enroll = _slept_store  # type: ignore[assignment]
+    if name == "store-as-burn":
+        BacklogWriter.enroll = _burnt_store  # type: ignore[assignment]
     if name in ("no-store", "fetch-only"):
         BacklogWriter.enroll = _stored_nothing  # type: ignore[assignment]
     if name == "fetch-only":
@@ -64,7 +118,7 @@ def variant(name: str) -> Iterator[None]:
         Poller._handle_page = saved_handle  # type: ignore[method-assign]
 
 
-VARIANTS = ("full", "no-store", "fetch-only")
+VARIANTS = ("full", "no-store", "store-as-sleep", "store-as-burn", "fetch-only")
 
 
 def run(n: int, pairs: int, say: Callable[[str], None]) -> dict[str, list[float]]:
@@ -123,12 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in VARIANTS:
         values = ratios[name]
         print(
-            f"{name:<11} median {statistics.median(values):.2f}  mean {statistics.mean(values):.2f}"
+            f"{name:<15} median {statistics.median(values):.2f}  mean {statistics.mean(values):.2f}"
             "  (" + ", ".join(f"{v:.2f}" for v in values) + ")"
         )
-    full, no_store, fetch = (statistics.median(ratios[name]) for name in VARIANTS)
+    full, no_store, slept, burnt, fetch = (statistics.median(ratios[name]) for name in VARIANTS)
+    print(f"the writer took {WRITER.per_enrolment() * 1e6:.1f} µs per enrolment in the full polls")
     print(
-        f"storing adds about {full - no_store:+.2f}, parsing and planning {no_store - fetch:+.2f}"
+        f"storing adds about {full - no_store:+.2f} (its time alone {slept - no_store:+.2f}, "
+        f"its CPU {burnt - slept:+.2f}, the rest {full - burnt:+.2f}); "
+        f"parsing and planning {no_store - fetch:+.2f}"
     )
     return 0
 
