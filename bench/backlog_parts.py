@@ -91,7 +91,7 @@ def _burnt_store(_writer: BacklogWriter, prepared: PreparedEnrolments) -> list[A
 
 
 def _handled_nothing(
-    _poller: Poller, _store: Any, items: list[dict[str, Any]], totals: dict[str, int]
+    _poller: Poller, _store: Any, items: list[dict[str, Any]], totals: dict[str, int], *_: Any
 ) -> list[Any]:
     totals["seen"] += len(items)
     return []

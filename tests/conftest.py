@@ -17,9 +17,7 @@ from wcfollowup.sandbox import Sandbox
 
 # Property tests check behaviour, not speed: on a loaded CI machine a slow draw or example is
 # the machine, not a bug (a hypothesis "too slow" health check failed CI once that way).
-settings.register_profile(
-    "wcfollowup", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("wcfollowup", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("wcfollowup")
 
 

@@ -373,3 +373,51 @@ def test_the_three_step_sequence_on_postgresql(
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
     assert steps == [(order_id, "thank-you"), (order_id, "review-request"), (order_id, "win-back")]
+
+
+def test_an_order_delivered_or_refunded_while_a_poll_pages_through_it_is_handled_in_that_poll(
+    sandbox: Sandbox, clock: FakeClock, start: Callable[[str], Daemon]
+) -> None:
+    """An order enrolled from an early page and changed before the scan ends shows up again at
+    the end of the same scan: its delivery must move the steps just planned, and its refund must
+    cancel them, although a backlog's enrolments are still being batched at that moment."""
+    daemon = start(THREE_STEPS)
+    daemon.run_once()
+    clock.advance(timedelta(seconds=300 + 60))  # the orders come one second apart from here on
+    backlog = sandbox.store.add_orders(300, status="completed", spread_seconds=299)
+    delivered, refunded = backlog[0], backlog[1]  # both on the first page
+    clock.advance(timedelta(seconds=5))
+    lists = 0
+
+    def change_mid_scan(scope: dict[str, object]) -> None:
+        nonlocal lists
+        if scope["method"] == "GET" and str(scope["path"]).rstrip("/").endswith("/orders"):
+            lists += 1
+            if lists == 3:  # the first page is planned, the third not yet answered
+                sandbox.store.set_status(delivered, "delivered")
+                sandbox.store.refund(refunded)
+
+    sandbox.store_faults.hook = change_mid_scan  # type: ignore[assignment]
+    try:
+        delivered_at = clock.now()
+        daemon.poll_once()
+    finally:
+        sandbox.store_faults.hook = None  # type: ignore[assignment]
+    assert lists >= 4, "the change did not land mid-scan"
+
+    tick(daemon, clock, timedelta(days=5))
+    reviews = {order: at for order, step, at in sent(daemon) if step == "review-request"}
+    # Three days after the delivery seen mid-scan, not after the 7-day fallback.
+    assert (
+        delivered_at + timedelta(days=3)
+        <= reviews[delivered]
+        <= delivered_at + timedelta(days=3, hours=1)
+    )
+    assert len(reviews) == 1
+    log = [(m.step, m.status, m.reason) for m in daemon.state.messages() if m.order_id == refunded]
+    assert log == [
+        ("thank-you", "cancelled", "order is refunded"),
+        ("review-request", "cancelled", "order is refunded"),
+        ("win-back", "cancelled", "order is refunded"),
+    ]
+    assert refunded not in {m.custom_args["wcf_order_id"] for m in sandbox.sink.messages}

@@ -13,7 +13,7 @@ by the store are still seen; everything done for an order is idempotent.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -230,14 +230,25 @@ class Poller:
             advance=lambda items: self._advance(scan, items),
         )
         pages = iter(stream)
+        planned: set[int] = set()  # orders this poll planned (written or still in a batch)
         with self.state.backlog_writer() as writer, WriteBehind() as writes:
+
+            def store_planned() -> None:
+                """Write what is planned so far and wait for it: an order planned a few pages
+                ago came back changed, and what follows must find its enrolment."""
+                nonlocal buffer
+                if buffer is not None:
+                    writes.submit(self._enroll, writer, buffer, totals)
+                    buffer = None
+                writes.drain()
+
             while True:
                 page = next(pages, None)
                 last = page is None
                 if page is not None:
                     items, moved_to = page
                     requests += 1
-                    plans = self._handle_page(store, items, totals)
+                    plans = self._handle_page(store, items, totals, planned, store_planned)
                     if plans:
                         rows = self.state.prepare_enrolments(store.id, plans, self.clock.now())
                         if buffer is None:
@@ -295,11 +306,19 @@ class Poller:
     # -- one page -------------------------------------------------------------------------
 
     def _handle_page(
-        self, store: StoreState, items: Sequence[dict[str, Any]], totals: dict[str, int]
+        self,
+        store: StoreState,
+        items: Sequence[dict[str, Any]],
+        totals: dict[str, int],
+        planned: set[int],
+        store_planned: Callable[[], None],
     ) -> list[Enrollment]:
         """Cancel and re-anchor right away; return the enrolments to write (in a batch).
 
-        This loop runs for every order of a backlog, so what it reads per order is hoisted.
+        ``planned`` holds the orders this poll has planned. One that comes back (it changed
+        while the poll paged: a refund, a delivery) is cancelled or re-anchored only after
+        ``store_planned`` has written its enrolment. This loop runs for every order of a
+        backlog, so what it reads per order is hoisted.
         """
         now = self.clock.now()
         plans: list[Enrollment] = []
@@ -324,15 +343,21 @@ class Poller:
             if key in recent:
                 continue
             seen += 1
+            came_back = order.id in planned
             if order.status in completed:
                 if watch_coupons and item.get("coupon_lines"):
                     self._note_redemptions(order, item)
                 delivered = None if delivery is None else delivered_at(item, delivery, store_tz)
                 if is_new_completion(order, store.baseline_gmt, completed):
                     plans.extend(self._plans(order, item, delivered))
+                    planned.add(order.id)
                 if delivered is not None:
+                    if came_back:
+                        store_planned()
                     totals["delivered"] += self._reanchor(store, order, delivered, now)
             elif order.status in EXIT_STATUSES:
+                if came_back:
+                    store_planned()
                 cancelled = self.state.cancel_open_steps(
                     store.id, order.id, f"order is {order.status}", now
                 )
