@@ -13,7 +13,9 @@ by the store are still seen; everything done for an order is idempotent.
 from __future__ import annotations
 
 import gc
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -163,6 +165,33 @@ class Scan:
         return None
 
 
+class Unstored(set[int]):
+    """Orders a poll planned whose enrolments may not be in the database yet.
+
+    Kept per batch and forgotten once the writer has stored the batch, so that it stays as
+    small as the batches in flight, however long the backlog. A set, so that the check made for
+    every order of a backlog costs what a set's does.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._batches: deque[tuple[Future[None], frozenset[int]]] = deque()
+
+    def submitted(self, write: Future[None], batch: PreparedEnrolments) -> None:
+        """``batch`` went to the writer; its orders are forgotten once ``write`` is done."""
+        self._batches.append((write, frozenset(p.order.id for p in batch.plans)))
+
+    def forget_stored(self) -> None:
+        # An order planned again after a stored batch may be dropped too: it is stored.
+        while self._batches and self._batches[0][0].done():
+            self.difference_update(self._batches.popleft()[1])
+
+    def clear(self) -> None:
+        """Everything planned is stored."""
+        super().clear()
+        self._batches.clear()
+
+
 class Poller:
     def __init__(
         self,
@@ -230,7 +259,7 @@ class Poller:
             advance=lambda items: self._advance(scan, items),
         )
         pages = iter(stream)
-        planned: set[int] = set()  # orders this poll planned (written or still in a batch)
+        planned = Unstored()
         with self.state.backlog_writer() as writer, WriteBehind() as writes:
 
             def store_planned() -> None:
@@ -241,10 +270,12 @@ class Poller:
                     writes.submit(self._enroll, writer, buffer, totals)
                     buffer = None
                 writes.drain()
+                planned.clear()
 
             while True:
                 page = next(pages, None)
                 last = page is None
+                planned.forget_stored()
                 if page is not None:
                     items, moved_to = page
                     requests += 1
@@ -257,7 +288,7 @@ class Poller:
                             buffer.extend(rows)
                     resume_at = moved_to or resume_at
                 if buffer is not None and (len(buffer.plans) >= FLUSH_AT or last):
-                    writes.submit(self._enroll, writer, buffer, totals)
+                    planned.submitted(writes.submit(self._enroll, writer, buffer, totals), buffer)
                     buffer = None
                 if resume_at is not None and buffer is None:
                     # Everything before resume_at is queued to be stored first: a crash
@@ -310,14 +341,14 @@ class Poller:
         store: StoreState,
         items: Sequence[dict[str, Any]],
         totals: dict[str, int],
-        planned: set[int],
+        planned: Unstored,
         store_planned: Callable[[], None],
     ) -> list[Enrollment]:
         """Cancel and re-anchor right away; return the enrolments to write (in a batch).
 
-        ``planned`` holds the orders this poll has planned. One that comes back (it changed
-        while the poll paged: a refund, a delivery) is cancelled or re-anchored only after
-        ``store_planned`` has written its enrolment. This loop runs for every order of a
+        ``planned`` holds the orders planned and maybe not stored yet. One that comes back (it
+        changed while the poll paged: a refund, a delivery) is cancelled or re-anchored only
+        after ``store_planned`` has written its enrolment. This loop runs for every order of a
         backlog, so what it reads per order is hoisted.
         """
         now = self.clock.now()

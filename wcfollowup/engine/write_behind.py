@@ -21,8 +21,11 @@ class WriteBehind:
         self._futures: list[Future[None]] = []
         self._failed = threading.Event()
 
-    def submit(self, write: Callable[..., Any], *args: Any) -> None:
-        self._futures.append(self._pool.submit(self._run, write, *args))
+    def submit(self, write: Callable[..., Any], *args: Any) -> Future[None]:
+        """Queue ``write``; the future is done once it ran (or was skipped after a failure)."""
+        future = self._pool.submit(self._run, write, *args)
+        self._futures.append(future)
+        return future
 
     def _run(self, write: Callable[..., Any], *args: Any) -> None:
         if self._failed.is_set():
