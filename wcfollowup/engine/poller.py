@@ -262,13 +262,16 @@ class Poller:
         planned = Unstored()
         with self.state.backlog_writer() as writer, WriteBehind() as writes:
 
+            def send_buffer() -> None:
+                nonlocal buffer
+                if buffer is not None:
+                    planned.submitted(writes.submit(self._enroll, writer, buffer, totals), buffer)
+                    buffer = None
+
             def store_planned() -> None:
                 """Write what is planned so far and wait for it: an order planned a few pages
                 ago came back changed, and what follows must find its enrolment."""
-                nonlocal buffer
-                if buffer is not None:
-                    writes.submit(self._enroll, writer, buffer, totals)
-                    buffer = None
+                send_buffer()
                 writes.drain()
                 planned.clear()
 
@@ -288,8 +291,7 @@ class Poller:
                             buffer.extend(rows)
                     resume_at = moved_to or resume_at
                 if buffer is not None and (len(buffer.plans) >= FLUSH_AT or last):
-                    planned.submitted(writes.submit(self._enroll, writer, buffer, totals), buffer)
-                    buffer = None
+                    send_buffer()
                 if resume_at is not None and buffer is None:
                     # Everything before resume_at is queued to be stored first: a crash
                     # resumes here.
