@@ -635,3 +635,13 @@ def test_deep_nesting_through_aliases_is_refused(write: Callable[[str], Path]) -
     text = "a: &a " + "[" * 40 + "]" * 40 + "\nb: " + "[" * 30 + "*a" + "]" * 30 + "\n"
     problem = one_problem(write(text))
     assert problem.message == "the YAML is nested more than 64 levels deep"
+
+
+def test_a_value_with_a_line_break_is_shown_escaped_on_one_line(
+    write: Callable[[str], Path],
+) -> None:
+    """Found by hypothesis: ``store: "\\n"`` printed a raw line break inside the message."""
+    found = problems_in(write(broken("store:\n", 'store: "a\\nb"\nold_store:\n')))
+    [text] = [str(p) for p in found if p.location == "store"]
+    assert "\n" not in text
+    assert text.endswith("store: expected a mapping (indented 'key: value' lines), got 'a\\nb'")
