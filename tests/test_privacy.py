@@ -41,6 +41,7 @@ sequences:
         template: thank-you
         after: 30d
   - name: reward
+    once_per_customer: true  # so that its memory of customers is erased too
     steps:
       - name: coupon
         kind: coupon

@@ -136,6 +136,28 @@ def test_the_head_constant_matches_the_newest_migration() -> None:
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD
 
 
+def test_once_per_customer_counts_enrolments_made_before_the_rule_was_turned_on(
+    store_url: str,
+) -> None:
+    """The rule's memory of customers is filled from the enrolments whenever it (re)starts."""
+    state = StateStore(store_url)
+    shop = state.create_store("http://shop.test", NOW, NOW)
+
+    def enrol(order_id: int, email: str, once: bool) -> list[int]:
+        stored = state.enroll_many(shop.id, [enrollment(order_id, "welcome", email, once)], NOW)
+        return [p.order.id for p in stored]
+
+    assert enrol(1, "siti@x.test", once=False) == [1]
+    assert enrol(2, "siti@x.test", once=True) == []  # Siti had it before the rule
+    assert enrol(3, "budi@x.test", once=True) == [3]
+    assert enrol(4, "budi@x.test", once=False) == [4]  # the rule is off again
+    assert enrol(5, "ani@x.test", once=False) == [5]
+    assert enrol(6, "ani@x.test", once=True) == []  # Ani enrolled while it was off
+    assert enrol(7, "dewi@x.test", once=True) == [7]
+    assert enrol(8, "dewi@x.test", once=True) == []
+    state.close()
+
+
 def test_backlog_writer_enrols_once_across_its_batches(store_url: str) -> None:
     """The poll's writer keeps the once-per-order and once-per-customer rules of enroll_many."""
     state = StateStore(store_url)

@@ -22,12 +22,24 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from wcfollowup.db.schema import (
     coupons,
     enrollments,
     messages,
+    once_customers,
     steps,
     survey_responses,
     unsubscribes,
@@ -201,6 +213,7 @@ def _forget(conn: Connection, address: str, now: datetime | None) -> Erasure:
             .where(enrollments.c.id.in_(enrolled))
             .values(email="", customer_key="")
         )
+        _forget_unnamed_customers(conn)
         _suppress_by_hash(conn, address, now)
     return Erasure(
         enrollments=len(enrolled),
@@ -210,6 +223,24 @@ def _forget(conn: Connection, address: str, now: datetime | None) -> Erasure:
         survey_comments=comments,
         coupons=coupon_count,
         unsubscribed=apply,
+    )
+
+
+def _forget_unnamed_customers(conn: Connection) -> None:
+    """Drop the "once per customer" memory of customers no enrolment names any more.
+
+    That memory is derived from ``enrollments``; once their address is erased there, it must
+    go here too, or the address would outlive the erasure.
+    """
+    named = select(
+        enrollments.c.store_id, enrollments.c.sequence, enrollments.c.customer_key
+    ).where(enrollments.c.customer_key != "")
+    conn.execute(
+        delete(once_customers).where(
+            tuple_(
+                once_customers.c.store_id, once_customers.c.sequence, once_customers.c.customer_key
+            ).not_in(named)
+        )
     )
 
 
@@ -254,6 +285,8 @@ def purge_older_than(engine: Engine, cutoff: datetime) -> Purge:
         enrolled = conn.execute(
             update(enrollments).where(enrollments.c.id.in_(old)).values(email="", customer_key="")
         ).rowcount
+        if enrolled:
+            _forget_unnamed_customers(conn)
         logged = _scrub_messages(
             conn,
             and_(

@@ -76,8 +76,30 @@ enrollments = Table(
     Column("delivered_at", UTCDateTime),
     Column("enrolled_at", UTCDateTime, nullable=False),
     UniqueConstraint("store_id", "order_id", "sequence", name="uq_enrollment_once"),
-    # Keyed on the customer alone: see migration 0003.
-    Index("ix_enrollments_customer_key", "customer_key"),
+    # No index on the customer: see migration 0004 and ``once_customers``.
+)
+
+# The customers each "once per customer" sequence has had, per store: what that rule checks.
+# Kept apart from ``enrollments`` so that only those sequences pay for a customer index (an
+# index in customer order is filled in random order, and a backlog rewrites all of it with
+# every batch; see migration 0004). Derived from ``enrollments``, so it can always be rebuilt.
+once_customers = Table(
+    "once_customers",
+    metadata,
+    Column("store_id", Integer, ForeignKey("stores.id"), primary_key=True),
+    Column("sequence", String(100), primary_key=True),
+    Column("customer_key", String(320), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+# The sequences ``once_customers`` is complete for. A sequence made "once per customer" later
+# is filled in from ``enrollments`` the first time it enrols; one that stops being so is
+# dropped here, so that turning the rule on again counts the enrolments made meanwhile.
+once_sequences = Table(
+    "once_sequences",
+    metadata,
+    Column("store_id", Integer, ForeignKey("stores.id"), primary_key=True),
+    Column("sequence", String(100), primary_key=True),
 )
 
 steps = Table(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Engine,
     and_,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -32,6 +33,8 @@ from wcfollowup.db.schema import (
     coupons,
     enrollments,
     messages,
+    once_customers,
+    once_sequences,
     steps,
     stores,
     unsubscribes,
@@ -331,20 +334,7 @@ class StateStore:
                 (store_id, *order_ids),
             )
         }
-        once = {(p.sequence, p.order.customer_key) for p in plans if p.once_per_customer}
-        customers_done: set[tuple[str, str]] = set()
-        if once:
-            # By customer alone, so that SQLite searches the customer index (a customer has a
-            # few enrolments; any other condition here leads it to scan the store's).
-            customers_done = {
-                (r[1], r[2])
-                for r in conn.execute(
-                    select(
-                        enrollments.c.store_id, enrollments.c.sequence, enrollments.c.customer_key
-                    ).where(enrollments.c.customer_key.in_({who for _, who in once}))
-                )
-                if r[0] == store_id and (r[1], r[2]) in once
-            }
+        customers_done = self._customers_done(conn, store_id, plans)
         fresh: list[Enrollment] = []
         for plan in plans:
             key = (plan.order.id, plan.sequence)
@@ -362,7 +352,68 @@ class StateStore:
         if len(fresh) < len(plans):  # some were stored before: rows for the rest only
             prepared = self.prepare_enrolments(store_id, fresh, prepared.now)
         self._insert_prepared(conn, prepared)
+        once = [
+            {"store_id": store_id, "sequence": p.sequence, "customer_key": p.order.customer_key}
+            for p in fresh
+            if p.once_per_customer and p.order.customer_key
+        ]
+        if once:
+            conn.execute(insert(once_customers), once)
         return fresh
+
+    def _customers_done(
+        self, conn: Connection, store_id: int, plans: Sequence[Enrollment]
+    ) -> set[tuple[str, str]]:
+        """(sequence, customer) pairs of ``plans``' once-per-customer sequences already had.
+
+        First brings ``once_customers`` up to date with the configuration: a sequence made
+        "once per customer" since it was last seen is filled in from its enrolments, and one
+        that no longer is stops being kept (and is filled in afresh if the rule comes back).
+        """
+        once = {p.sequence for p in plans if p.once_per_customer}
+        not_once = {p.sequence for p in plans if not p.once_per_customer}
+        kept = {
+            r[0]
+            for r in conn.execute(
+                select(once_sequences.c.sequence).where(once_sequences.c.store_id == store_id)
+            )
+        }
+        for name in sorted(once - kept):
+            conn.execute(
+                insert(once_customers).from_select(
+                    ["store_id", "sequence", "customer_key"],
+                    select(
+                        enrollments.c.store_id, enrollments.c.sequence, enrollments.c.customer_key
+                    )
+                    .where(
+                        enrollments.c.store_id == store_id,
+                        enrollments.c.sequence == name,
+                        enrollments.c.customer_key != "",
+                    )
+                    .distinct(),
+                )
+            )
+            conn.execute(insert(once_sequences).values(store_id=store_id, sequence=name))
+        dropped = sorted(not_once & kept)
+        if dropped:
+            for table in (once_customers, once_sequences):
+                conn.execute(
+                    delete(table).where(table.c.store_id == store_id, table.c.sequence.in_(dropped))
+                )
+        wanted = {p.order.customer_key for p in plans if p.once_per_customer}
+        wanted.discard("")
+        if not wanted:
+            return set()
+        return {
+            (r[0], r[1])
+            for r in conn.execute(
+                select(once_customers.c.sequence, once_customers.c.customer_key).where(
+                    once_customers.c.store_id == store_id,
+                    once_customers.c.sequence.in_(once),
+                    once_customers.c.customer_key.in_(wanted),
+                )
+            )
+        }
 
     def delivery_steps(self, store_id: int, order_id: int) -> list[DeliveryStep]:
         """Delivery-anchored steps of an order that may still be re-anchored."""
