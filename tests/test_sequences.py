@@ -12,11 +12,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 from support import drain, sandbox_env, write_engine_config
 
 from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
 from wcfollowup.daemon import Daemon
+from wcfollowup.db.schema import steps
+from wcfollowup.engine.poller import FLUSH_AT
 from wcfollowup.sandbox import Sandbox
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -375,16 +378,27 @@ def test_the_three_step_sequence_on_postgresql(
     assert steps == [(order_id, "thank-you"), (order_id, "review-request"), (order_id, "win-back")]
 
 
+@pytest.mark.parametrize(
+    ("orders", "change_at"),
+    [
+        (300, 3),  # comes back while its batch is still buffered
+        (FLUSH_AT + 300, FLUSH_AT // 100 + 2),  # its batch went to the writer before
+    ],
+)
 def test_an_order_delivered_or_refunded_while_a_poll_pages_through_it_is_handled_in_that_poll(
-    sandbox: Sandbox, clock: FakeClock, start: Callable[[str], Daemon]
+    sandbox: Sandbox,
+    clock: FakeClock,
+    start: Callable[[str], Daemon],
+    orders: int,
+    change_at: int,
 ) -> None:
     """An order enrolled from an early page and changed before the scan ends shows up again at
     the end of the same scan: its delivery must move the steps just planned, and its refund must
-    cancel them, although a backlog's enrolments are still being batched at that moment."""
+    cancel them, whether its enrolment is still being batched or already written."""
     daemon = start(THREE_STEPS)
     daemon.run_once()
-    clock.advance(timedelta(seconds=300 + 60))  # the orders come one second apart from here on
-    backlog = sandbox.store.add_orders(300, status="completed", spread_seconds=299)
+    clock.advance(timedelta(seconds=orders + 60))  # the orders come one second apart from here
+    backlog = sandbox.store.add_orders(orders, status="completed", spread_seconds=orders - 1)
     delivered, refunded = backlog[0], backlog[1]  # both on the first page
     clock.advance(timedelta(seconds=5))
     lists = 0
@@ -393,7 +407,7 @@ def test_an_order_delivered_or_refunded_while_a_poll_pages_through_it_is_handled
         nonlocal lists
         if scope["method"] == "GET" and str(scope["path"]).rstrip("/").endswith("/orders"):
             lists += 1
-            if lists == 3:  # the first page is planned, the third not yet answered
+            if lists == change_at:  # the first page is planned, this one not yet answered
                 sandbox.store.set_status(delivered, "delivered")
                 sandbox.store.refund(refunded)
 
@@ -405,19 +419,25 @@ def test_an_order_delivered_or_refunded_while_a_poll_pages_through_it_is_handled
         sandbox.store_faults.hook = None  # type: ignore[assignment]
     assert lists >= 4, "the change did not land mid-scan"
 
-    tick(daemon, clock, timedelta(days=5))
-    reviews = {order: at for order, step, at in sent(daemon) if step == "review-request"}
     # Three days after the delivery seen mid-scan, not after the 7-day fallback.
-    assert (
-        delivered_at + timedelta(days=3)
-        <= reviews[delivered]
-        <= delivered_at + timedelta(days=3, hours=1)
-    )
-    assert len(reviews) == 1
+    review_window = (delivered_at + timedelta(days=3), delivered_at + timedelta(days=3, hours=1))
+    with daemon.state.engine.connect() as conn:
+        review_due = conn.execute(
+            select(steps.c.due_at).where(
+                steps.c.order_id == delivered, steps.c.step == "review-request"
+            )
+        ).scalar_one()
+    assert review_window[0] <= review_due <= review_window[1]
     log = [(m.step, m.status, m.reason) for m in daemon.state.messages() if m.order_id == refunded]
     assert log == [
         ("thank-you", "cancelled", "order is refunded"),
         ("review-request", "cancelled", "order is refunded"),
         ("win-back", "cancelled", "order is refunded"),
     ]
+    if orders > FLUSH_AT:
+        return  # sending is the same either way; the smaller backlog checks it in seconds
+    tick(daemon, clock, timedelta(days=5))
+    reviews = {order: at for order, step, at in sent(daemon) if step == "review-request"}
+    assert list(reviews) == [delivered]
+    assert review_window[0] <= reviews[delivered] <= review_window[1]
     assert refunded not in {m.custom_args["wcf_order_id"] for m in sandbox.sink.messages}
