@@ -16,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 from wcfollowup.core.orders import OrderSnapshot
@@ -155,6 +155,21 @@ def test_once_per_customer_counts_enrolments_made_before_the_rule_was_turned_on(
     assert enrol(6, "ani@x.test", once=True) == []  # Ani enrolled while it was off
     assert enrol(7, "dewi@x.test", once=True) == [7]
     assert enrol(8, "dewi@x.test", once=True) == []
+    state.close()
+
+
+def test_erasing_a_customer_erases_the_once_per_customer_memory_of_them(store_url: str) -> None:
+    from wcfollowup import privacy
+    from wcfollowup.db.schema import once_customers
+
+    state = StateStore(store_url)
+    shop = state.create_store("http://shop.test", NOW, NOW)
+    for order_id, email in ((1, "siti@x.test"), (2, "budi@x.test")):
+        state.enroll_many(shop.id, [enrollment(order_id, "welcome", email, once=True)], NOW)
+    privacy.forget(state.engine, "Siti@X.test", NOW)
+    with state.engine.connect() as conn:
+        kept = [r.customer_key for r in conn.execute(select(once_customers))]
+    assert kept == ["budi@x.test"]
     state.close()
 
 
