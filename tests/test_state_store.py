@@ -276,3 +276,42 @@ def test_sqlite_time_text_is_what_sqlalchemy_writes_for_any_time(value: datetime
 
     expected = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     assert _sqlite_value(value) == expected
+
+
+def test_a_purge_larger_than_a_statement_can_carry_and_its_once_memory(store_url: str) -> None:
+    """PostgreSQL takes at most 65,535 parameters in a statement: a first purge of a big store
+    erases more enrolments than that, and must also empty their once-per-customer memory."""
+    from wcfollowup import privacy
+    from wcfollowup.db.schema import once_customers, once_sequences
+
+    count = 70_000
+    state = StateStore(store_url)
+    shop = state.create_store("http://shop.test", NOW, NOW)
+    numbers = (
+        f"generate_series(1, {count}) AS g(x)"
+        if state.dialect == "postgresql"
+        else f"(WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {count})"
+        " SELECT x FROM g)"
+    )
+    with state.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO enrollments (store_id, order_id, order_number, sequence, email,"
+                " customer_key, anchor_at, enrolled_at)"
+                f" SELECT {shop.id}, x, 'n', 'welcome', 'c' || x || '@x.test',"
+                f" 'c' || x || '@x.test', :at, :at FROM {numbers}"
+            ),
+            {"at": datetime(2024, 1, 1)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO once_customers (store_id, sequence, customer_key)"
+                " SELECT store_id, sequence, customer_key FROM enrollments"
+            )
+        )
+        conn.execute(once_sequences.insert().values(store_id=shop.id, sequence="welcome"))
+    purged = privacy.purge_older_than(state.engine, datetime(2025, 1, 1, tzinfo=UTC))
+    assert purged.enrollments == count
+    with state.engine.connect() as conn:
+        assert conn.execute(select(once_customers)).first() is None
+    state.close()

@@ -31,15 +31,16 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    tuple_,
     update,
 )
 
+from wcfollowup.db.once import refill_once_customers
 from wcfollowup.db.schema import (
     coupons,
     enrollments,
     messages,
     once_customers,
+    once_sequences,
     steps,
     survey_responses,
     unsubscribes,
@@ -208,12 +209,12 @@ def _forget(conn: Connection, address: str, now: datetime | None) -> Erasure:
         )
         conn.execute(update(survey_responses).where(mine_answers).values(email="", comment=None))
         conn.execute(update(coupons).where(mine_coupons).values(email=""))
+        _forget_once_customers(conn, enrolled)
         conn.execute(
             update(enrollments)
             .where(enrollments.c.id.in_(enrolled))
             .values(email="", customer_key="")
         )
-        _forget_unnamed_customers(conn)
         _suppress_by_hash(conn, address, now)
     return Erasure(
         enrollments=len(enrolled),
@@ -226,22 +227,46 @@ def _forget(conn: Connection, address: str, now: datetime | None) -> Erasure:
     )
 
 
-def _forget_unnamed_customers(conn: Connection) -> None:
-    """Drop the "once per customer" memory of customers no enrolment names any more.
-
-    That memory is derived from ``enrollments``; once their address is erased there, it must
-    go here too, or the address would outlive the erasure.
-    """
-    named = select(
-        enrollments.c.store_id, enrollments.c.sequence, enrollments.c.customer_key
-    ).where(enrollments.c.customer_key != "")
-    conn.execute(
-        delete(once_customers).where(
-            tuple_(
-                once_customers.c.store_id, once_customers.c.sequence, once_customers.c.customer_key
-            ).not_in(named)
+def _forget_once_customers(conn: Connection, erased: Sequence[int]) -> None:
+    """Before one customer's enrolments lose their address: drop it from the "once per
+    customer" memory, which is derived from them (the address must not outlive its erasure)."""
+    keys = {
+        str(r[0])
+        for r in conn.execute(
+            select(enrollments.c.customer_key).where(
+                enrollments.c.id.in_(erased), enrollments.c.customer_key != ""
+            )
         )
-    )
+    }
+    if keys:
+        conn.execute(delete(once_customers).where(once_customers.c.customer_key.in_(keys)))
+
+
+def _refill_once_customers(conn: Connection, erased: Sequence[int]) -> None:
+    """After a purge blanked ``erased`` enrolments: rebuild the "once per customer" memory of
+    each sequence it touched from the enrolments that still name a customer."""
+    touched: set[tuple[int, str]] = set()
+    for chunk in _chunks(sorted(erased)):
+        touched.update(
+            (int(r[0]), str(r[1]))
+            for r in conn.execute(
+                select(enrollments.c.store_id, enrollments.c.sequence)
+                .where(enrollments.c.id.in_(chunk))
+                .distinct()
+            )
+        )
+    kept = {
+        (int(r[0]), str(r[1]))
+        for table in (once_sequences, once_customers)
+        for r in conn.execute(select(table.c.store_id, table.c.sequence).distinct())
+    }
+    for store_id, sequence in sorted(touched & kept):
+        refill_once_customers(conn, store_id, sequence)
+
+
+def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
+    """Short enough lists for an ``IN``: SQLite takes at most 32,766 parameters."""
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def _suppress_by_hash(conn: Connection, address: str, now: datetime) -> None:
@@ -282,11 +307,15 @@ def purge_older_than(engine: Engine, cutoff: datetime) -> Purge:
                 )
             )
         )
-        enrolled = conn.execute(
-            update(enrollments).where(enrollments.c.id.in_(old)).values(email="", customer_key="")
-        ).rowcount
-        if enrolled:
-            _forget_unnamed_customers(conn)
+        enrolled = sum(
+            conn.execute(
+                update(enrollments)
+                .where(enrollments.c.id.in_(chunk))
+                .values(email="", customer_key="")
+            ).rowcount
+            for chunk in _chunks(old)
+        )
+        _refill_once_customers(conn, old)
         logged = _scrub_messages(
             conn,
             and_(

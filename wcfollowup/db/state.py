@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from wcfollowup.core.planning import Enrollment
 from wcfollowup.db.lock import DaemonLock
 from wcfollowup.db.migrate import upgrade
+from wcfollowup.db.once import refill_once_customers
 from wcfollowup.db.schema import (
     coupons,
     enrollments,
@@ -379,20 +380,7 @@ class StateStore:
             )
         }
         for name in sorted(once - kept):
-            conn.execute(
-                insert(once_customers).from_select(
-                    ["store_id", "sequence", "customer_key"],
-                    select(
-                        enrollments.c.store_id, enrollments.c.sequence, enrollments.c.customer_key
-                    )
-                    .where(
-                        enrollments.c.store_id == store_id,
-                        enrollments.c.sequence == name,
-                        enrollments.c.customer_key != "",
-                    )
-                    .distinct(),
-                )
-            )
+            refill_once_customers(conn, store_id, name)
             conn.execute(insert(once_sequences).values(store_id=store_id, sequence=name))
         dropped = sorted(not_once & kept)
         if dropped:
