@@ -6,6 +6,8 @@ and in CI; each test gets its own schema so runs never see each other's rows.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -34,6 +36,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
+    yield from postgres_schema_url()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from postgres_schema_url()
+
+
+def postgres_schema_url() -> Iterator[str]:
+    """A fresh schema of its own for one test, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
@@ -314,4 +326,47 @@ def test_a_purge_larger_than_a_statement_can_carry_and_its_once_memory(store_url
     assert purged.enrollments == count
     with state.engine.connect() as conn:
         assert conn.execute(select(once_customers)).first() is None
+    state.close()
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["first-use", "steady"])
+def test_two_processes_enrolling_one_customer_at_once_keep_the_once_rule(
+    pg_url: str, warm: bool
+) -> None:
+    """The daemon and a `backfill` may enrol at the same moment on PostgreSQL: the second
+    waits for the first and then sees the customer it just enrolled (no IntegrityError)."""
+    state = StateStore(pg_url)
+    shop = state.create_store("http://shop.test", NOW, NOW)
+    if warm:  # the sequence's memory of customers exists already
+        state.enroll_many(shop.id, [enrollment(100, "welcome", "budi@x.test", once=True)], NOW)
+    first = state.engine.connect()
+    first_tx = first.begin()
+    mine = state.prepare_enrolments(shop.id, [enrollment(1, "welcome", "siti@x.test", True)], NOW)
+    assert len(state._enroll_in(first, mine)) == 1
+    outcome: list[object] = []
+
+    def enrol_the_same_customer() -> None:
+        try:
+            outcome.extend(
+                state.enroll_many(shop.id, [enrollment(2, "welcome", "siti@x.test", True)], NOW)
+            )
+        except Exception as exc:  # reported below, with its type
+            outcome.append(exc)
+
+    other = threading.Thread(target=enrol_the_same_customer)
+    other.start()
+    with state.engine.connect() as watcher:  # until the other transaction waits for ours
+        deadline = time.monotonic() + 10
+        while not watcher.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar():
+            assert time.monotonic() < deadline, "the second enrolment never waited"
+            watcher.rollback()
+    first_tx.commit()
+    first.close()
+    other.join(timeout=10)
+    assert outcome == []  # the customer had it already: nothing enrolled, nothing raised
     state.close()

@@ -315,7 +315,8 @@ def purge_older_than(engine: Engine, cutoff: datetime) -> Purge:
             ).rowcount
             for chunk in _chunks(old)
         )
-        _refill_once_customers(conn, old)
+        if old:
+            _refill_once_customers(conn, old)
         logged = _scrub_messages(
             conn,
             and_(

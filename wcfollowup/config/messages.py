@@ -26,9 +26,9 @@ def show(value: object) -> str:
     if isinstance(value, int | float):
         return f"the number {getattr(value, 'written', value)}"
     if isinstance(value, str):
-        text = value if len(value) <= _MAX_SHOWN else value[: _MAX_SHOWN - 1] + "…"
         # A line break or other control character is shown escaped: the message stays one line.
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value[: _MAX_SHOWN + 1])
+        text = text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
         return "'" + text.replace("'", "''") + "'" if text else "an empty text ''"
     if isinstance(value, dt.datetime | dt.date):
         return f"the date {value.isoformat()}"

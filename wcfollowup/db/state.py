@@ -324,6 +324,11 @@ class StateStore:
 
     def _enroll_in(self, conn: Connection, prepared: PreparedEnrolments) -> list[Enrollment]:
         store_id, plans = prepared.store_id, prepared.plans
+        if self.dialect == "postgresql":
+            # Enrolments of one store take turns (the daemon and a `backfill` may both enrol):
+            # the checks below and the rows they lead to must not interleave with another
+            # transaction's. SQLite lets one writer in at a time anyway.
+            conn.execute(select(stores.c.id).where(stores.c.id == store_id).with_for_update())
         order_ids = sorted({p.order.id for p in plans})
         marker = "?" if self.dialect == "sqlite" else "%s"
         # Plain SQL: SQLAlchemy's expanding IN cost more per page than the fetch itself.
@@ -372,7 +377,7 @@ class StateStore:
         that no longer is stops being kept (and is filled in afresh if the rule comes back).
         """
         once = {p.sequence for p in plans if p.once_per_customer}
-        not_once = {p.sequence for p in plans if not p.once_per_customer}
+        not_once = {p.sequence for p in plans if not p.once_per_customer} - once
         kept = {
             r[0]
             for r in conn.execute(
