@@ -22,17 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    and_,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
 from wcfollowup.db.once import refill_once_customers
 from wcfollowup.db.schema import (
@@ -40,7 +30,6 @@ from wcfollowup.db.schema import (
     enrollments,
     messages,
     once_customers,
-    once_sequences,
     steps,
     survey_responses,
     unsubscribes,
@@ -255,12 +244,13 @@ def _refill_once_customers(conn: Connection, erased: Sequence[int]) -> None:
                 .distinct()
             )
         )
-    kept = {
+    remembered = {
         (int(r[0]), str(r[1]))
-        for table in (once_sequences, once_customers)
-        for r in conn.execute(select(table.c.store_id, table.c.sequence).distinct())
+        for r in conn.execute(
+            select(once_customers.c.store_id, once_customers.c.sequence).distinct()
+        )
     }
-    for store_id, sequence in sorted(touched & kept):
+    for store_id, sequence in sorted(touched & remembered):
         refill_once_customers(conn, store_id, sequence)
 
 
