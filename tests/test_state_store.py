@@ -370,3 +370,30 @@ def test_two_processes_enrolling_one_customer_at_once_keep_the_once_rule(
     other.join(timeout=10)
     assert outcome == []  # the customer had it already: nothing enrolled, nothing raised
     state.close()
+
+
+def test_a_purge_keeps_remembering_a_customer_a_newer_enrolment_still_names(
+    store_url: str,
+) -> None:
+    """Enrolled twice (the rule was off once), the customer stays remembered when only the
+    older enrolment is purged: the memory is rebuilt from the enrolments that remain."""
+    from wcfollowup import privacy
+    from wcfollowup.db.schema import once_customers
+
+    state = StateStore(store_url)
+    shop = state.create_store("http://shop.test", NOW, NOW)
+    state.enroll_many(shop.id, [enrollment(1, "welcome", "siti@x.test", once=False)], NOW)
+    state.enroll_many(shop.id, [enrollment(2, "welcome", "siti@x.test", once=False)], NOW)
+    state.enroll_many(shop.id, [enrollment(3, "welcome", "budi@x.test", once=True)], NOW)
+    with state.engine.begin() as conn:  # orders 1 and 3 are two years old, with no steps
+        conn.execute(text("DELETE FROM steps WHERE order_id IN (1, 3)"))
+        conn.execute(
+            text("UPDATE enrollments SET enrolled_at = :at WHERE order_id IN (1, 3)"),
+            {"at": datetime(2024, 1, 1)},
+        )
+    purged = privacy.purge_older_than(state.engine, datetime(2025, 1, 1, tzinfo=UTC))
+    assert purged.enrollments == 2
+    with state.engine.connect() as conn:
+        kept = sorted(r.customer_key for r in conn.execute(select(once_customers)))
+    assert kept == ["siti@x.test"]
+    state.close()
