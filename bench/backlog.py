@@ -3,6 +3,7 @@
     .venv/bin/python bench/backlog.py                  # 100,000 orders, sandbox in a child process
     .venv/bin/python bench/backlog.py --orders 5000    # a quick run
     .venv/bin/python bench/backlog.py --in-process     # sandbox threads inside this process
+    .venv/bin/python bench/backlog.py --shared-cpus    # sandbox child not on a CPU of its own
     .venv/bin/python bench/backlog.py --rounds 7       # more timed polls (5 by default)
 
 What happens, in one run:
@@ -33,6 +34,12 @@ the exit status is 0 whatever the figures are.
 By default the sandbox runs in a child process (``multiprocessing``, spawn) so the RSS figures are
 the daemon's alone and the two do not share a GIL; ``--in-process`` keeps it in this process, as
 the tests do, and then the RSS includes the sandbox's store and server threads.
+
+The child also gets a CPU of its own where the platform can pin processes (Linux, two CPUs or
+more; see ``CpuSplit``): the daemon and the bare loop run on the other CPUs, as a daemon does
+beside a store on another server. ``--shared-cpus`` lets the sandbox share the daemon's CPUs,
+which on a 2-CPU machine times the store and the daemon fighting for them; both figures are in
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -252,14 +259,56 @@ def _child(conn: Connection) -> None:
             return
 
 
-class ChildProcess:
-    label = "child process (RSS below is the daemon's alone)"
+@dataclass(frozen=True, slots=True)
+class CpuSplit:
+    """The store on a CPU of its own, this process (daemon and bare loop) on the others.
 
-    def __init__(self) -> None:
+    A real store answers from its own server, so in the field the daemon never competes with
+    the store for a CPU. On a small machine a sandbox that shares the daemon's CPUs takes them
+    from the daemon's threads and the daemon's threads take them from the store, which times
+    the two fighting rather than the daemon's cost; a split keeps that artefact out of both the
+    polls and the bare loops (it is harsher on the daemon, which then has one CPU fewer).
+    """
+
+    store: frozenset[int]
+    daemon: frozenset[int]
+
+    @classmethod
+    def of_this_machine(cls) -> CpuSplit | None:
+        """None where the platform cannot pin processes (macOS) or has a single CPU."""
+        getaffinity = getattr(os, "sched_getaffinity", None)
+        if getaffinity is None:
+            return None
+        cpus = sorted(getaffinity(0))
+        if len(cpus) < 2:
+            return None
+        return cls(frozenset(cpus[:1]), frozenset(cpus[1:]))
+
+    def describe(self) -> str:
+        def names(cpus: frozenset[int]) -> str:
+            return ",".join(str(c) for c in sorted(cpus))
+
+        return f"sandbox on CPU {names(self.store)}, daemon and bare loops on {names(self.daemon)}"
+
+
+class ChildProcess:
+    def __init__(self, cpus: CpuSplit | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
         self._proc = ctx.Process(target=_child, args=(child_conn,), daemon=True)
-        self._proc.start()
+        if cpus is None:
+            self._proc.start()
+            where = "sharing every CPU with the daemon (--shared-cpus)"
+        else:
+            # The child inherits the affinity it starts with, and so do the threads this
+            # process starts afterwards (fetcher, writer, samplers).
+            os.sched_setaffinity(0, cpus.store)
+            try:
+                self._proc.start()
+            finally:
+                os.sched_setaffinity(0, cpus.daemon)
+            where = cpus.describe()
+        self.label = f"child process (RSS below is the daemon's alone); {where}"
         self.endpoints: Endpoints = self._conn.recv()
 
     def _ask(self, command: str, arg: object = None) -> Any:
@@ -694,6 +743,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the sandbox in this process (RSS then includes it)",
     )
+    parser.add_argument(
+        "--shared-cpus",
+        action="store_true",
+        help="let the sandbox child share the daemon's CPUs instead of having one of its own",
+    )
     args = parser.parse_args(argv)
     if args.orders < 1:
         parser.error("--orders must be at least 1")
@@ -708,7 +762,8 @@ def main(argv: list[str] | None = None) -> int:
             "starting the sandbox "
             + ("in this process" if args.in_process else "in a child process")
         )
-        sandbox: SandboxHandle = InProcess() if args.in_process else ChildProcess()
+        cpus = None if args.shared_cpus else CpuSplit.of_this_machine()
+        sandbox: SandboxHandle = InProcess() if args.in_process else ChildProcess(cpus)
         try:
             figures = measure(args.orders, args.rounds, sandbox, Path(tmp), say)
         finally:

@@ -26,7 +26,8 @@ the interpreter lock that the driver holds while it binds a statement's paramete
 
 Each poll is compared with the mean of the bare loops just before and after it. The differences
 between the variants are what parsing-and-planning and storing add to the fetch chain, measured
-where they run: next to it, on the same two CPUs.
+where they run: next to it. The sandbox has a CPU of its own unless ``--shared-cpus`` is given
+(see ``CpuSplit`` in backlog.py).
 """
 
 from __future__ import annotations
@@ -121,8 +122,11 @@ def variant(name: str) -> Iterator[None]:
 VARIANTS = ("full", "no-store", "store-as-sleep", "store-as-burn", "fetch-only")
 
 
-def run(n: int, pairs: int, say: Callable[[str], None]) -> dict[str, list[float]]:
-    sandbox = bench.ChildProcess()
+def run(
+    n: int, pairs: int, say: Callable[[str], None], cpus: bench.CpuSplit | None
+) -> dict[str, list[float]]:
+    sandbox = bench.ChildProcess(cpus)
+    say(sandbox.label)
     try:
         with tempfile.TemporaryDirectory(prefix="wcf-parts-") as tmp:
             workdir = Path(tmp)
@@ -164,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--orders", type=int, default=50_000, help="backlog size (50000)")
     parser.add_argument("--pairs", type=int, default=5, help="passes over the variants (5)")
+    parser.add_argument(
+        "--shared-cpus",
+        action="store_true",
+        help="let the sandbox child share the daemon's CPUs (as backlog.py --shared-cpus)",
+    )
     args = parser.parse_args(argv)
     if args.orders < 1 or args.pairs < 1:
         parser.error("--orders and --pairs must be at least 1")
@@ -172,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
     with bench.quiet_json_logs():
-        ratios = run(args.orders, args.pairs, say)
+        cpus = None if args.shared_cpus else bench.CpuSplit.of_this_machine()
+        ratios = run(args.orders, args.pairs, say, cpus)
     print(f"\npoll / mean of the bare loops beside it, {args.orders:,} orders")
     for name in VARIANTS:
         values = ratios[name]
