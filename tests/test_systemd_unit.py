@@ -110,6 +110,16 @@ class TestShippedUnit:
         assert settings["MemoryDenyWriteExecute"] == ["yes"]
         assert "IPAddressDeny" not in settings
 
+    def test_lets_the_writer_lower_its_own_priority_and_nothing_more(self) -> None:
+        """The backlog writer's setpriority (engine/write_behind.py) is not filtered out, and
+        with no capabilities the service can only ever lower a priority, never raise one."""
+        settings = unit_settings(UNIT.read_text(encoding="utf-8"))
+        filters = settings["SystemCallFilter"]
+        denied = filters.index("~@privileged @resources")
+        assert "setpriority" in filters[denied + 1 :]
+        assert settings["CapabilityBoundingSet"] == [""]
+        assert settings["NoNewPrivileges"] == ["yes"]
+
     def test_install_guide_uses_the_units_paths(self) -> None:
         """The owner's copy-paste steps create exactly what the unit expects."""
         settings = unit_settings(UNIT.read_text(encoding="utf-8"))
