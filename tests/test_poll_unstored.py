@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
+from support import sandbox_env, write_engine_config
+
+from wcfollowup.clock import FakeClock
+from wcfollowup.config import load_config
 from wcfollowup.core.orders import OrderSnapshot
 from wcfollowup.core.planning import Enrollment, PlannedStep
+from wcfollowup.daemon import Daemon
 from wcfollowup.db.state import PreparedEnrolments
-from wcfollowup.engine.poller import Unstored
+from wcfollowup.engine import poller
+from wcfollowup.engine.poller import FLUSH_AT, Unstored
+from wcfollowup.sandbox import Sandbox
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
@@ -60,3 +69,37 @@ def test_batches_are_forgotten_in_the_order_they_were_written() -> None:
     planned.add(3)
     planned.clear()
     assert 3 not in planned
+
+
+def test_a_backlog_poll_hands_every_batch_it_writes_to_the_note(
+    tmp_path: Path, sandbox: Sandbox, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch sent to the writer is noted, so its orders can be forgotten once stored: a
+    poll that wrote batches without noting them would keep every order of a backlog in the
+    note (memory growing with the backlog) and wait for nothing it could check."""
+    noted: list[frozenset[int]] = []
+
+    class NotingUnstored(Unstored):
+        def submitted(self, write: Future[None], batch: PreparedEnrolments) -> None:
+            noted.append(frozenset(p.order.id for p in batch.plans))
+            super().submitted(write, batch)
+
+    monkeypatch.setattr(poller, "Unstored", NotingUnstored)
+    body = "sequences:\n  - name: thank-you\n    steps:\n      - name: thank-you\n" + (
+        "        after: 30m\n        template: thank-you\n"
+    )
+    path = write_engine_config(tmp_path / "config.yaml", sandbox, body)
+    daemon = Daemon(load_config(path, env=sandbox_env(sandbox)), clock, sleep=lambda _s: None)
+    try:
+        daemon.poll_once()  # first sight
+        orders = 3 * FLUSH_AT + 50
+        clock.advance(timedelta(seconds=orders + 60))
+        backlog = sandbox.store.add_orders(orders, status="completed", spread_seconds=orders - 1)
+        clock.advance(timedelta(seconds=5))
+        result = daemon.poll_once()
+    finally:
+        daemon.close()
+    assert result is not None and result.enrolled == orders
+    assert len(noted) == 4, "three full batches and the last, short one"
+    assert frozenset().union(*noted) == frozenset(backlog)
+    assert sum(len(b) for b in noted) == orders, "no order noted in two batches"
