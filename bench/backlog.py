@@ -298,7 +298,7 @@ class ChildProcess:
         self._proc = ctx.Process(target=_child, args=(child_conn,), daemon=True)
         if cpus is None:
             self._proc.start()
-            where = "sharing every CPU with the daemon (--shared-cpus)"
+            where = "sharing the daemon's CPUs"
         else:
             # The child inherits the affinity it starts with, and so do the threads this
             # process starts afterwards (fetcher, writer, samplers).

@@ -26,39 +26,36 @@ import structlog
 
 # Added to the daemon's nice value for the writer thread. Measured (bench/README.md): +10
 # and +19 took the backlog ratio from 1.16 to 1.00 with the store on its own CPU; +5 did
-# nothing, the scheduler then still lets the writer finish its slice first.
+# nothing measurable.
 WRITER_NICENESS = 10
 
 log = structlog.get_logger("wcfollowup.poll")
 
 
-def lower_this_threads_priority(niceness: int = WRITER_NICENESS) -> bool:
-    """Raise the calling thread's nice value by ``niceness``; False where that is not possible.
+def lower_this_threads_priority(niceness: int = WRITER_NICENESS) -> None:
+    """Raise the calling thread's nice value by ``niceness``, where the platform allows it.
 
     Linux keeps a nice value per thread (setpriority on a thread id). Elsewhere the id is not
     a process id, so nothing is tried. Lowering one's own priority needs no privilege, but a
     seccomp filter may refuse the call (the shipped unit allows it): the writer then runs at
     the daemon's priority, as it did before.
     """
-    if sys.platform != "linux" or niceness <= 0:
-        return False
+    if sys.platform != "linux":
+        return
     thread = threading.get_native_id()
     try:
         current = os.getpriority(os.PRIO_PROCESS, thread)
         os.setpriority(os.PRIO_PROCESS, thread, min(current + niceness, 19))
     except OSError as exc:
         log.debug("writer priority unchanged", error=str(exc))
-        return False
-    return True
 
 
 class WriteBehind:
-    def __init__(self, niceness: int = WRITER_NICENESS) -> None:
+    def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="poll-writer",
             initializer=lower_this_threads_priority,
-            initargs=(niceness,),
         )
         self._futures: list[Future[None]] = []
         self._failed = threading.Event()
