@@ -37,6 +37,7 @@ ConfigOption = Annotated[
 EXIT_CONFIG = 2
 EXIT_STORE = 3
 EXIT_LOCKED = 4
+EXIT_LOCK_LOST = 75
 
 
 def load_or_exit(path: Path) -> Config:
@@ -88,7 +89,7 @@ def run(
         raise typer.Exit(serve(config))
 
     from wcfollowup.daemon import Daemon
-    from wcfollowup.db.lock import AlreadyRunning
+    from wcfollowup.db.lock import AlreadyRunning, LockLost
     from wcfollowup.logs import configure_logging
     from wcfollowup.woo.errors import StoreIncompatible, StoreTooOld
 
@@ -104,6 +105,9 @@ def run(
     except (StoreTooOld, StoreIncompatible) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_STORE) from None
+    except LockLost as exc:
+        print(f"error: this run lost its database lock: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_LOCK_LOST) from None
     finally:
         daemon.close()
 

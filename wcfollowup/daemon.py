@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from wcfollowup.clock import Clock, SystemClock
 from wcfollowup.config import Config
-from wcfollowup.db.lock import AlreadyRunning
+from wcfollowup.db.lock import AlreadyRunning, LockLost
 from wcfollowup.db.state import DatabaseUnavailable, StateStore, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.dispatcher import Dispatcher, DispatchResult
@@ -83,6 +83,9 @@ class Daemon:
         self._scheduler: BackgroundScheduler | None = None
         self._build_workers(config)
         self._recovered = False
+        # Set when the one-daemon lock was lost: nothing more is claimed, and the service (or
+        # ``run --once``) exits with ``EXIT_LOCK_LOST`` so systemd starts a fresh daemon.
+        self.lock_lost: str | None = None
 
     def _build_workers(self, config: Config) -> None:
         """(Re)build everything that reads the config; the state store and its lock stay."""
@@ -214,7 +217,18 @@ class Daemon:
             except SQLAlchemyError as exc:
                 log.warning("could not recover yet; will try again", reason=database_problem(exc))
                 return DispatchResult()
-        result = self.dispatcher.dispatch()
+        if self.lock_lost is not None:
+            return DispatchResult()
+        try:
+            result = self.dispatcher.dispatch()
+        except LockLost as exc:
+            self.lock_lost = str(exc)
+            log.error(
+                "STOPPING: this daemon lost its database lock; another daemon may be running. "
+                "Nothing more is claimed; exiting so the service manager starts a fresh one",
+                reason=str(exc),
+            )
+            return DispatchResult({"lock-lost": 1})
         if result.outcomes:
             log.info("dispatch done", **result.outcomes)
         return result
@@ -260,6 +274,8 @@ class Daemon:
         self.check_store()
         self.poll_once()
         self.dispatch_once()
+        if self.lock_lost is not None:
+            raise LockLost(self.lock_lost)
 
     def start(self) -> None:
         """Recover, check the store, and start the poll and dispatch jobs in the background."""

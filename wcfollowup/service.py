@@ -41,6 +41,7 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_STORE = 3
 EXIT_LOCKED = 4
+EXIT_LOCK_LOST = 75  # the database lock was lost while running (wcfollowup.db.lock)
 
 # Without a watchdog the main loop still wakes this often to refresh the status line.
 IDLE_TICK = 5.0
@@ -55,7 +56,8 @@ def serve(config_path: Path, *, clock: Clock | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; returns the process exit code. Main thread only.
 
     2: the config has problems (each printed to stderr); 3: the store cannot be polled safely;
-    4: another daemon already uses this database; 1: the link listener could not start, or the
+    4: another daemon already uses this database; 75: this daemon lost its database lock while
+    running (systemd restarts it); 1: the link listener could not start, or the
     scheduler died without a watchdog to notice.
     """
     from wcfollowup.config import ConfigError, load_config
@@ -130,6 +132,8 @@ class Service:
                     return self._stop(signals_in)
                 if signal.SIGHUP in received:
                     self.reload()
+                if self.daemon.lock_lost is not None:
+                    return self._die(EXIT_LOCK_LOST)
                 if not self.heartbeat():
                     return self._die()
                 self.update_status()
@@ -205,10 +209,10 @@ class Service:
             stopper.join(timeout=0)
         return EXIT_OK
 
-    def _die(self) -> int:
+    def _die(self, code: int = EXIT_FAILED) -> int:
         sd_notify.stopping()
         self.daemon.shutdown()
-        return EXIT_FAILED
+        return code
 
 
 def status_line(daemon: Daemon) -> str:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -45,6 +46,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+# WooCommerce ids (orders, coupons) are BIGINT UNSIGNED: 64-bit columns (migration 0005), so
+# an order id past 2^31 is stored like any other. SQLite's INTEGER is already 64-bit.
+# Ids from 2^63 up fit no signed 64-bit column: ``StateStore`` refuses such an order by itself
+# (``UnstorableOrder``) before its batch is written.
+WooId = BigInteger().with_variant(Integer(), "sqlite")
+
 metadata = MetaData()
 
 stores = Table(
@@ -65,7 +72,7 @@ enrollments = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
-    Column("order_id", Integer, nullable=False),
+    Column("order_id", WooId, nullable=False),
     Column("order_number", String(64), nullable=False),
     Column("sequence", String(100), nullable=False),
     Column("email", String(320), nullable=False, default=""),
@@ -108,7 +115,7 @@ steps = Table(
     Column("id", Integer, primary_key=True),
     Column("enrollment_id", Integer, ForeignKey("enrollments.id"), nullable=False),
     Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
-    Column("order_id", Integer, nullable=False),
+    Column("order_id", WooId, nullable=False),
     Column("sequence", String(100), nullable=False),
     Column("step", String(100), nullable=False),
     Column("kind", String(32), nullable=False),
@@ -121,6 +128,12 @@ steps = Table(
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The owner token of the daemon run that claimed the step (``StateStore.owner``): only it
+    # may move the step on, so a daemon that lost its lock cannot finish what another now owns.
+    Column("claimed_by", String(32)),
+    # While ``sending``: a hash of the recipient and the frequency cap's key, so a cap counts
+    # the messages in flight as well as those sent (no address is kept in the clear here).
+    Column("sending_cap", String(64)),
     UniqueConstraint("enrollment_id", "step", name="uq_step_once"),
     Index("ix_steps_state_due", "state", "due_at"),
     Index("ix_steps_order", "store_id", "order_id"),
@@ -133,7 +146,7 @@ messages = Table(
     Column("at", UTCDateTime, nullable=False),
     Column("step_id", Integer, ForeignKey("steps.id")),
     Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
-    Column("order_id", Integer, nullable=False),
+    Column("order_id", WooId, nullable=False),
     Column("order_number", String(64), nullable=False),
     Column("recipient", String(320), nullable=False, default=""),
     Column("sequence", String(100), nullable=False),
@@ -163,18 +176,18 @@ coupons = Table(
     # One coupon per coupon step: a retry or a restart finds this row and reuses its code.
     Column("step_id", Integer, ForeignKey("steps.id"), nullable=False, unique=True),
     Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
-    Column("order_id", Integer, nullable=False),
+    Column("order_id", WooId, nullable=False),
     # Lower-case, as the store keeps it; chosen (and committed) before the store is asked.
     Column("code", String(64), nullable=False, unique=True),
     Column("email", String(320), nullable=False),
     Column("discount_type", String(32), nullable=False),
     Column("amount", String(32), nullable=False),
     Column("expires_local", String(32)),
-    Column("store_coupon_id", Integer),
+    Column("store_coupon_id", WooId),
     Column("created_at", UTCDateTime),
     # Only the worker holding an unexpired lease may ask the store to create the coupon.
     Column("lease_until", UTCDateTime),
-    Column("redeemed_order_id", Integer),
+    Column("redeemed_order_id", WooId),
     Column("redeemed_order_number", String(64)),
     Column("redeemed_amount", String(32)),
     Column("redeemed_at", UTCDateTime),
@@ -189,7 +202,7 @@ survey_responses = Table(
     # The survey step that sent the links: the first score wins, replays change nothing.
     Column("step_id", Integer, ForeignKey("steps.id"), nullable=False, unique=True),
     Column("store_id", Integer, ForeignKey("stores.id"), nullable=False),
-    Column("order_id", Integer, nullable=False),
+    Column("order_id", WooId, nullable=False),
     Column("email", String(320), nullable=False, default=""),
     Column("score", Integer, nullable=False),
     Column("comment", Text),

@@ -2,10 +2,19 @@
 
 Each method is one transaction, so the engine never holds a transaction open across a network
 call. On SQLite a single daemon is the only writer; WAL lets ``wcfollowup log`` read meanwhile.
+
+Claims are fenced. Each ``StateStore`` (one per daemon run) has a random owner token; a claim
+writes it into ``steps.claimed_by``, and every later write of the step by the dispatcher
+(``mark_sending``, ``release``, ``finish``) names it in its ``WHERE`` and says whether it
+matched. A daemon whose lock was lost while it worked can therefore not send, hand back or
+finish a step that a new daemon's recovery has taken away from it: it learns so and lets go.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +30,9 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -77,6 +88,58 @@ STEP_COLUMNS = (
 # Step states in which the step will still act on its own.
 OPEN_STATES = ("waiting", "pending", "claimed")
 FINAL_STATES = ("sent", "failed", "skipped", "cancelled", "uncertain")
+# The states in which a step belongs to the daemon run that claimed it.
+HELD_STATES = ("claimed", "sending")
+
+# WooCommerce ids are unsigned 64-bit; the database columns are signed 64-bit.
+LARGEST_STORED_ID = 2**63 - 1
+# The advisory lock class that serialises frequency-cap decisions on PostgreSQL.
+CAP_LOCK_CLASS = 0x77636663  # "wcfc"
+
+
+class UnstorableOrder(ValueError):
+    """An order id no 64-bit column can hold (2^63 and up): skip that order, not its batch."""
+
+    def __init__(self, order_id: int) -> None:
+        super().__init__(
+            f"order {order_id} has an id too large to store (over 2^63 - 1); it is skipped"
+        )
+        self.order_id = order_id
+
+
+def check_storable(order_id: int) -> None:
+    """Raise ``UnstorableOrder`` for an id the database cannot hold."""
+    if not 0 <= order_id <= LARGEST_STORED_ID:
+        raise UnstorableOrder(order_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CapHold:
+    """A frequency cap to decide at the moment a step turns ``sending``."""
+
+    recipient: str
+    key: str
+    max: int
+    since: datetime | None
+
+    def holder(self) -> str:
+        """What an in-flight step keeps in ``steps.sending_cap``: a hash, not the address."""
+        raw = f"{self.recipient.strip().lower()}\n{self.key}".encode()
+        return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Clearance:
+    """``mark_sending``'s answer: ``ours`` is False when the step is no longer this daemon's
+    (taken over, or cancelled); ``capped`` counts the messages sent or in flight when the cap
+    is already full (then the step stays claimed, for the caller to skip)."""
+
+    ours: bool
+    capped: int | None = None
+
+    @property
+    def go(self) -> bool:
+        return self.ours and self.capped is None
 
 
 class DatabaseUnavailable(Exception):
@@ -244,12 +307,20 @@ class StateStore:
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self._lock = DaemonLock(self.engine)
+        # This run's owner token for its claims: random, so no other run can ever match it.
+        self.owner = secrets.token_hex(16)
+        # Frequency-cap decisions take turns (see ``mark_sending``).
+        self._cap_turn = threading.Lock()
         if migrate:
             upgrade(self.engine)
 
     def lock(self) -> None:
         """Take the one-daemon-per-database lock; raises ``AlreadyRunning``."""
         self._lock.acquire()
+
+    def verify_lock(self) -> None:
+        """Raise ``LockLost`` when this daemon no longer holds its lock."""
+        self._lock.verify()
 
     def close(self) -> None:
         self._lock.release()
@@ -461,11 +532,19 @@ class StateStore:
                     steps.c.state.in_(OPEN_STATES),
                 ),
             )
+            cancelled = 0
             for row in rows:
-                self._finish(
-                    conn, row, "cancelled", now, recipient=None, message_id=None, reason=reason
+                cancelled += self._finish(
+                    conn,
+                    row,
+                    "cancelled",
+                    now,
+                    recipient=None,
+                    message_id=None,
+                    reason=reason,
+                    fence=steps.c.state.in_(OPEN_STATES),
                 )
-            return len(rows)
+            return cancelled
 
     # -- unsubscribes ---------------------------------------------------------------------
 
@@ -484,8 +563,9 @@ class StateStore:
                 conn,
                 and_(enrollments.c.customer_key == address, steps.c.state.in_(OPEN_STATES)),
             )
+            cancelled = 0
             for row in rows:
-                self._finish(
+                cancelled += self._finish(
                     conn,
                     row,
                     "cancelled",
@@ -493,8 +573,9 @@ class StateStore:
                     recipient=None,
                     message_id=None,
                     reason="the recipient unsubscribed",
+                    fence=steps.c.state.in_(OPEN_STATES),
                 )
-            return len(rows)
+            return cancelled
 
     def is_unsubscribed(self, email: str) -> bool:
         with self._tx() as conn:
@@ -508,6 +589,11 @@ class StateStore:
 
     def sent_count(self, recipient: str, cap_key: str, since: datetime | None) -> int:
         """Messages sent to this address under this cap key (since a time, or ever)."""
+        with self._tx() as conn:
+            return self._sent_count(conn, recipient, cap_key, since)
+
+    @staticmethod
+    def _sent_count(conn: Connection, recipient: str, cap_key: str, since: datetime | None) -> int:
         query = (
             select(func.count())
             .select_from(messages)
@@ -519,13 +605,17 @@ class StateStore:
         )
         if since is not None:
             query = query.where(messages.c.at >= since)
-        with self._tx() as conn:
-            return int(conn.execute(query).scalar() or 0)
+        return int(conn.execute(query).scalar() or 0)
 
     # -- dispatch -------------------------------------------------------------------------
 
     def claim_due(self, now: datetime, limit: int) -> list[ClaimedStep]:
-        """Mark due pending steps ``claimed``: ours to act on, but nothing sent yet."""
+        """Mark due pending steps ``claimed`` by this run: ours to act on, nothing sent yet.
+
+        First makes sure this daemon still holds its lock (``LockLost`` otherwise): a daemon
+        that lost it must not take on anything new.
+        """
+        self._lock.verify()
         with self._tx() as conn:
             rows = self._step_rows(
                 conn,
@@ -534,11 +624,24 @@ class StateStore:
                 skip_locked=self.dialect == "postgresql",
             )
             if rows:
-                conn.execute(
+                ids = [r.id for r in rows]
+                claimed = conn.execute(
                     update(steps)
-                    .where(steps.c.id.in_([r.id for r in rows]))
-                    .values(state="claimed", attempts=steps.c.attempts + 1, updated_at=now)
-                )
+                    .where(steps.c.id.in_(ids), steps.c.state == "pending")
+                    .values(
+                        state="claimed",
+                        claimed_by=self.owner,
+                        attempts=steps.c.attempts + 1,
+                        updated_at=now,
+                    )
+                ).rowcount
+                if claimed != len(rows):  # something else moved one meanwhile (SQLite)
+                    ours = set(
+                        conn.execute(
+                            select(steps.c.id).where(steps.c.id.in_(ids), self._held(("claimed",)))
+                        ).scalars()
+                    )
+                    rows = [r for r in rows if r.id in ours]
         return [
             ClaimedStep(
                 r.id,
@@ -563,28 +666,82 @@ class StateStore:
             ).scalar()
         return value if isinstance(value, datetime) else None
 
-    def mark_sending(self, step_id: int, now: datetime) -> None:
-        """The last write before the provider call: from here a crash means ``uncertain``."""
-        with self._tx() as conn:
-            conn.execute(
-                update(steps).where(steps.c.id == step_id).values(state="sending", updated_at=now)
-            )
+    def _held(self, states: Sequence[str] = HELD_STATES) -> Any:
+        """The fence: the step is in one of ``states`` and claimed by this run."""
+        return and_(steps.c.claimed_by == self.owner, steps.c.state.in_(states))
 
-    def release(self, step_id: int, now: datetime, due_at: datetime | None = None) -> None:
-        """Hand a claimed step back (e.g. the store was unreachable); nothing was sent."""
-        values: dict[str, Any] = {"state": "pending", "updated_at": now}
+    def mark_sending(self, step_id: int, now: datetime, *, cap: CapHold | None = None) -> Clearance:
+        """The last write before the provider call: from here a crash means ``uncertain``.
+
+        Only a step this run still holds as ``claimed`` moves on. With a frequency ``cap``, the
+        count of messages sent *and in flight* (``sending``) to the recipient under the cap's
+        key is taken in the same transaction, and cap decisions take turns (a thread lock; on
+        PostgreSQL also a transaction advisory lock per recipient and key), so two workers
+        sending to one customer at once cannot both find the cap free.
+        """
+        if cap is None:
+            with self._tx() as conn:
+                return Clearance(self._to_sending(conn, step_id, now, None))
+        holder = cap.holder()
+        with self._cap_turn, self._tx() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:cls, :key)"),
+                    {"cls": CAP_LOCK_CLASS, "key": int(holder[:7], 16)},
+                )
+            in_flight = conn.execute(
+                select(func.count())
+                .select_from(steps)
+                .where(
+                    steps.c.state == "sending",
+                    steps.c.sending_cap == holder,
+                    steps.c.id != step_id,
+                )
+            ).scalar()
+            used = int(in_flight or 0) + self._sent_count(conn, cap.recipient, cap.key, cap.since)
+            if used >= cap.max:
+                ours = conn.execute(
+                    select(steps.c.id).where(steps.c.id == step_id, self._held(("claimed",)))
+                ).first()
+                return Clearance(ours is not None, used)
+            return Clearance(self._to_sending(conn, step_id, now, holder))
+
+    def _to_sending(
+        self, conn: Connection, step_id: int, now: datetime, holder: str | None
+    ) -> bool:
+        changed = conn.execute(
+            update(steps)
+            .where(steps.c.id == step_id, self._held(("claimed",)))
+            .values(state="sending", sending_cap=holder, updated_at=now)
+        ).rowcount
+        return bool(changed)
+
+    def release(self, step_id: int, now: datetime, due_at: datetime | None = None) -> bool:
+        """Hand a step this run holds back (e.g. the store was unreachable); nothing was sent.
+
+        False when it is no longer ours: then it is left as it is.
+        """
+        values: dict[str, Any] = {
+            "state": "pending",
+            "claimed_by": None,
+            "sending_cap": None,
+            "updated_at": now,
+        }
         if due_at is not None:
             values["due_at"] = due_at
         with self._tx() as conn:
-            conn.execute(update(steps).where(steps.c.id == step_id).values(**values))
+            changed = conn.execute(
+                update(steps).where(steps.c.id == step_id, self._held()).values(**values)
+            ).rowcount
+        return bool(changed)
 
     def release_if_claimed(self, step_id: int, now: datetime, due_at: datetime) -> bool:
-        """Hand back a step only if nothing was sent yet (still ``claimed``)."""
+        """Hand back a step only if nothing was sent yet (still ``claimed``, by this run)."""
         with self._tx() as conn:
             changed = conn.execute(
                 update(steps)
-                .where(steps.c.id == step_id, steps.c.state == "claimed")
-                .values(state="pending", due_at=due_at, updated_at=now)
+                .where(steps.c.id == step_id, self._held(("claimed",)))
+                .values(state="pending", claimed_by=None, due_at=due_at, updated_at=now)
             ).rowcount
         return bool(changed)
 
@@ -598,11 +755,16 @@ class StateStore:
         message_id: str | None = None,
         reason: str = "",
         cap_key: str | None = None,
-    ) -> None:
-        """Record a step's outcome and its log line in one transaction."""
+        held: Sequence[str] = HELD_STATES,
+    ) -> bool:
+        """Record a step's outcome and its log line in one transaction.
+
+        Only while this run holds the step (in one of the ``held`` states): False, and nothing
+        written, when it was cancelled or taken over by another daemon's recovery meanwhile.
+        """
         with self._tx() as conn:
             rows = self._step_rows(conn, steps.c.id == step.id)
-            self._finish(
+            return bool(rows) and self._finish(
                 conn,
                 rows[0],
                 status,
@@ -611,10 +773,16 @@ class StateStore:
                 message_id=message_id,
                 reason=reason,
                 cap_key=cap_key,
+                fence=self._held(held),
             )
 
     def recover_interrupted(self, now: datetime) -> tuple[int, int]:
         """After a crash: claimed steps go back to pending; sending ones become ``uncertain``.
+
+        Only claims of other daemon runs are touched, and their owners are gone: this run holds
+        the database's lock, so every other run has lost it (it died, or its PostgreSQL session
+        ended), and such a run can no longer move those steps on itself (its writes are fenced
+        by ``claimed_by``, and it claims nothing once ``verify`` fails).
 
         A step left in ``sending`` may or may not have reached the provider. Sending it again
         could mail the customer twice, so it is logged for the owner instead. Coupon leases die
@@ -622,18 +790,20 @@ class StateStore:
         creating a coupon, and a dead holder's lease would only delay the retry by minutes (the
         code is already planned, so the store is asked for it before anything is created).
         """
+        others = or_(steps.c.claimed_by.is_(None), steps.c.claimed_by != self.owner)
         with self._tx() as conn:
             conn.execute(
                 update(coupons).where(coupons.c.lease_until.is_not(None)).values(lease_until=None)
             )
             released = conn.execute(
                 update(steps)
-                .where(steps.c.state == "claimed")
-                .values(state="pending", updated_at=now)
+                .where(steps.c.state == "claimed", others)
+                .values(state="pending", claimed_by=None, updated_at=now)
             ).rowcount
-            rows = self._step_rows(conn, steps.c.state == "sending")
+            rows = self._step_rows(conn, and_(steps.c.state == "sending", others))
+            uncertain = 0
             for row in rows:
-                self._finish(
+                uncertain += self._finish(
                     conn,
                     row,
                     "uncertain",
@@ -642,8 +812,9 @@ class StateStore:
                     message_id=None,
                     reason="the daemon stopped while this message was being sent; it may or may "
                     "not have gone out, so it will not be sent again automatically",
+                    fence=steps.c.state == "sending",
                 )
-        return int(released), len(rows)
+        return int(released), uncertain
 
     # -- reading the log ------------------------------------------------------------------
 
@@ -704,6 +875,8 @@ class StateStore:
         add_enrollment, add_step = enrollment_values.extend, step_values.extend
         for index, plan in enumerate(plans):
             order = plan.order
+            if order.id > LARGEST_STORED_ID or order.id < 0:
+                raise UnstorableOrder(order.id)
             delivered = plan.delivered_at
             add_enrollment(
                 (
@@ -823,9 +996,21 @@ class StateStore:
         recipient: str | None,
         message_id: str | None,
         reason: str,
+        fence: Any,
         cap_key: str | None = None,
-    ) -> None:
-        conn.execute(update(steps).where(steps.c.id == row.id).values(state=status, updated_at=now))
+    ) -> bool:
+        """Move the step to ``status`` and log it, if it still matches ``fence``; else False.
+
+        The fence is checked by the UPDATE itself, so a concurrent change (a claim turning into
+        ``sending``, another daemon's recovery) can never be overwritten by a stale decision.
+        """
+        changed = conn.execute(
+            update(steps)
+            .where(steps.c.id == row.id, fence)
+            .values(state=status, sending_cap=None, updated_at=now)
+        ).rowcount
+        if not changed:
+            return False
         StateStore.log_line(
             conn,
             row,
@@ -836,6 +1021,7 @@ class StateStore:
             reason=reason,
             cap_key=cap_key,
         )
+        return True
 
     @staticmethod
     def log_line(

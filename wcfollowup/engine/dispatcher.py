@@ -10,6 +10,12 @@ lost and nothing doubles: an outcome that could not be recorded (a mail already 
 SendGrid) is kept in memory and written first on the next dispatch, and a step that could not be
 handed back stays claimed until then. New steps are claimed only once the backlog is written.
 If the daemon dies meanwhile, the next start marks those steps ``uncertain`` or ``pending``.
+
+Every write of a claimed step is fenced by this daemon run's owner token (see ``StateStore``):
+when one does not match, the step was cancelled or taken over by another daemon after this one
+lost its lock, and this daemon lets it go without sending or recording anything for it. A
+frequency cap is decided in the same transaction that moves the step to ``sending`` and counts
+the messages in flight, so it holds however many workers send at once.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from wcfollowup.core.planning import Timing, find_step, window_timezone
 from wcfollowup.core.shapes import tidy_order
 from wcfollowup.core.windows import next_opening
 from wcfollowup.db.coupons import CouponBook
-from wcfollowup.db.state import ClaimedStep, StateStore, database_problem
+from wcfollowup.db.state import CapHold, ClaimedStep, StateStore, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.compose import Composer, NothingToSend, StepRef
 from wcfollowup.engine.coupon_issuer import CouponBusy, CouponIssuer, CouponRefused
@@ -221,6 +227,7 @@ class Dispatcher:
         if guard is not None:
             return self._finish(step, "skipped", recipient, reason=guard, bound=bound)
         cap_key = self._cap_key(step_config)
+        # A first look, before a coupon is made for nothing; ``mark_sending`` decides.
         capped = None if to_owner else self._capped(step_config, recipient, cap_key, now)
         if capped is not None:
             return self._finish(step, "skipped", recipient, reason=capped, bound=bound)
@@ -248,7 +255,18 @@ class Dispatcher:
                 bound=bound,
             )
 
-        self.state.mark_sending(step.id, self.clock.now())
+        cap = None
+        if step_config.cap is not None and not to_owner:
+            per = step_config.cap.per
+            since = now - per if per is not None else None
+            cap = CapHold(recipient, cap_key, step_config.cap.max, since)
+        clearance = self.state.mark_sending(step.id, self.clock.now(), cap=cap)
+        if not clearance.ours:
+            return self._let_go(step, "not sent", None, bound)
+        if clearance.capped is not None:
+            assert step_config.cap is not None
+            reason = self._cap_reason(step_config, cap_key, clearance.capped)
+            return self._finish(step, "skipped", recipient, reason=reason, bound=bound)
         try:
             message_id = self.mailer.send(composed.email)
         except MailUnavailable as exc:
@@ -318,8 +336,18 @@ class Dispatcher:
         sent = self.state.sent_count(recipient, cap_key, since)
         if sent < cap.max:
             return None
-        period = f"in the last {cap.per}" if cap.per is not None else "ever"
-        return f"frequency cap: {sent} '{cap_key}' message(s) already sent to this address {period}"
+        return self._cap_reason(step, cap_key, sent)
+
+    @staticmethod
+    def _cap_reason(step: StepConfig, cap_key: str, used: int) -> str:
+        """Sent, or being sent right now by another worker: both count against the cap."""
+        assert step.cap is not None
+        per = step.cap.per
+        period = f"in the last {per}" if per is not None else "ever"
+        return (
+            f"frequency cap: {used} '{cap_key}' message(s) already sent (or being sent) to this "
+            f"address {period}"
+        )
 
     def _finish(
         self,
@@ -334,7 +362,7 @@ class Dispatcher:
     ) -> str:
         outcome = Unrecorded(step, status, recipient, reason, message_id, cap_key)
         try:
-            self._record(outcome)
+            recorded = self._record(outcome)
         except SQLAlchemyError as exc:
             with self._backlog_lock:
                 self.unrecorded[step.id] = outcome
@@ -345,6 +373,8 @@ class Dispatcher:
                 problem=database_problem(exc),
             )
             return status
+        if not recorded:
+            return self._let_go(step, status, message_id, bound)
         bound.info(
             "step " + status, status=status, reason=reason or None, provider_message_id=message_id
         )
@@ -352,8 +382,21 @@ class Dispatcher:
             self.metrics.message_finished(kind=step.kind, status=status)
         return status
 
-    def _record(self, outcome: Unrecorded) -> None:
-        self.state.finish(
+    @staticmethod
+    def _let_go(step: ClaimedStep, status: str, message_id: str | None, bound: Any) -> str:
+        """The step is no longer this daemon's: cancelled meanwhile, or taken over by another
+        daemon after this one lost its lock. Nothing more is written or sent for it."""
+        bound.warning(
+            "step let go: it is no longer this daemon's (cancelled, or taken over after a lost "
+            "lock); its outcome here is not recorded",
+            outcome=status,
+            provider_message_id=message_id,
+            step_id=step.id,
+        )
+        return "let-go"
+
+    def _record(self, outcome: Unrecorded) -> bool:
+        return self.state.finish(
             outcome.step,
             outcome.status,
             self.clock.now(),
@@ -381,9 +424,12 @@ class Dispatcher:
             return True
         try:
             for outcome in outcomes:
-                self._record(outcome)
+                recorded = self._record(outcome)
                 with self._backlog_lock:
                     self.unrecorded.pop(outcome.step.id, None)
+                if not recorded:
+                    self._let_go(outcome.step, outcome.status, outcome.message_id, log)
+                    continue
                 log.info(
                     "step " + outcome.status + " recorded after the database recovered",
                     order_id=outcome.step.order_id,
@@ -416,28 +462,28 @@ class Dispatcher:
         ``sending`` and the next start marks it)."""
         now = self.clock.now()
         try:
-            if step.attempts >= MAX_ATTEMPTS and self.state.release_if_claimed(
-                step.id, now, due_at=now
+            if step.attempts >= MAX_ATTEMPTS and self.state.finish(
+                step,
+                "failed",
+                now,
+                recipient=None,
+                reason=f"gave up after {step.attempts} attempts that ended in an "
+                "unexpected error (see the daemon's log)",
+                held=("claimed",),
             ):
-                self.state.finish(
-                    step,
-                    "failed",
-                    now,
-                    recipient=None,
-                    reason=f"gave up after {step.attempts} attempts that ended in an "
-                    "unexpected error (see the daemon's log)",
-                )
                 return "failed"
             if self.state.release_if_claimed(step.id, now, due_at=now + RETRY_LATER):
                 return "error"
-            self.state.finish(
+            if not self.state.finish(
                 step,
                 "uncertain",
                 now,
                 recipient=None,
                 reason="an unexpected error happened while sending; it may or may not have "
                 "gone out, so it will not be sent again automatically",
-            )
+                held=("sending",),
+            ):
+                return self._let_go(step, "uncertain", None, bound)
         except Exception:
             bound.exception("could not record the crashed step; the next start will")
         return "uncertain"
