@@ -412,3 +412,66 @@ def test_a_shared_cap_holds_with_four_workers_and_both_steps_due_at_once(
     finally:
         if schemas is not None:
             next(schemas, None)
+
+
+# -- the service exits so systemd restarts it ---------------------------------------------
+
+SERVICE_SETTINGS = """\
+poll:
+  interval: 5s
+  overlap: 2m
+dispatch:
+  interval: 1s
+  workers: 2
+sequences:
+  - name: thank-you
+    steps:
+      - name: thank-you
+        after: 0s
+        template: thank-you
+        window: always
+"""
+
+
+def test_the_service_exits_with_its_lock_lost_code_when_its_session_is_ended(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The daemon as systemd runs it (a real process): its lock's backend ended by the server,
+    it logs why and exits with EXIT_LOCK_LOST (75), which ``Restart=on-failure`` restarts."""
+    from wcfollowup.clock import SystemClock
+    from wcfollowup.db.lock import ADVISORY_KEY, EXIT_LOCK_LOST, schema_lock_key
+    from wcfollowup.sandbox.daemon_process import DaemonProcess
+    from wcfollowup.service import EXIT_LOCK_LOST as SERVICE_EXIT_LOCK_LOST
+
+    assert SERVICE_EXIT_LOCK_LOST == EXIT_LOCK_LOST == 75
+    schema = pg_url.rsplit("%3D", 1)[1]
+    with Sandbox(SystemClock(), timezone="Asia/Jakarta") as live:
+        config = tmp_path / "config.yaml"
+        body = live.config_yaml(tmp_path / "state.db") + SERVICE_SETTINGS
+        body = body.replace(f"  path: {tmp_path / 'state.db'}", f"  url: {pg_url}")
+        body = body.replace(
+            "http:\n", "http:\n  signing_key: pg-test-signing-key-0123456789abcdef\n", 1
+        )
+        config.write_text(body, encoding="utf-8")
+        daemon = DaemonProcess(config, sandbox_env(live))
+        try:
+            assert daemon.wait_for("wcfollowup running", 30) is not None, daemon.lines
+            admin = create_engine(PG_URL)
+            with admin.begin() as conn:
+                ended = conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                        "WHERE locktype = 'advisory' AND classid::bigint = :cls "
+                        "AND objid::bigint = :key AND objsubid = 2"
+                    ),
+                    {"cls": ADVISORY_KEY, "key": schema_lock_key(schema)},
+                ).all()
+            admin.dispose()
+            assert ended == [(True,)]
+            assert daemon.wait(30) == EXIT_LOCK_LOST, "\n".join(daemon.lines)
+            assert any(
+                str(e.get("event", "")).startswith("STOPPING: this daemon lost its database lock")
+                for e in daemon.events()
+            ), daemon.lines
+        finally:
+            daemon.kill()
