@@ -475,3 +475,38 @@ def test_the_service_exits_with_its_lock_lost_code_when_its_session_is_ended(
             ), daemon.lines
         finally:
             daemon.kill()
+
+
+# -- migration 0005 on a database in use --------------------------------------------------
+
+
+def test_migration_0005_keeps_the_rows_and_widens_the_ids(store_url: str) -> None:
+    """A 0004 database with an enrolment, upgraded: the rows stay, and an order id past 2^31
+    (PostgreSQL's int4) is stored afterwards."""
+    from alembic import command
+
+    from wcfollowup.db.migrate import alembic_config, current_revision
+
+    old = StateStore(store_url, migrate=False)
+    config = alembic_config()
+    with old.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004")
+    shop = old.create_store("http://shop.test", NOW, NOW)  # unchanged by 0005
+    with old.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO enrollments (store_id, order_id, order_number, sequence, email, "
+                "customer_key, anchor_at, enrolled_at) VALUES "
+                "(:shop, 7, '7', 'thank-you', 'a@b.test', 'a@b.test', :t, :t)"
+            ),
+            {"shop": shop.id, "t": NOW.replace(tzinfo=None)},
+        )
+    old.close()
+    state = StateStore(store_url)
+    assert current_revision(state.engine) == "0005"
+    stored = state.enroll_many(shop.id, [enrollment(7), enrollment(2**31 + 5)], NOW)
+    assert [p.order.id for p in stored] == [2**31 + 5]
+    [step] = state.claim_due(NOW, 10)
+    assert step.order_id == 2**31 + 5
+    state.close()

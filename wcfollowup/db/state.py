@@ -115,12 +115,17 @@ def check_storable(order_id: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class CapHold:
-    """A frequency cap to decide at the moment a step turns ``sending``."""
+    """A message's recipient and cap key, with its step's frequency cap (``max`` sent since
+    ``since``) if it has one, to decide at the moment the step turns ``sending``.
+
+    Every customer message counts against the caps of others sharing its key, capped or not,
+    so every one is marked in flight with its key (``max`` None: nothing to decide).
+    """
 
     recipient: str
     key: str
-    max: int
-    since: datetime | None
+    max: int | None = None
+    since: datetime | None = None
 
     def holder(self) -> str:
         """What an in-flight step keeps in ``steps.sending_cap``: a hash, not the address."""
@@ -675,7 +680,7 @@ class StateStore:
 
         Only a step this run still holds as ``claimed`` moves on. With a frequency ``cap``, the
         count of messages sent *and in flight* (``sending``) to the recipient under the cap's
-        key is taken in the same transaction, and cap decisions take turns (a thread lock; on
+        key is taken in the same transaction, and these moves take turns (a thread lock; on
         PostgreSQL also a transaction advisory lock per recipient and key), so two workers
         sending to one customer at once cannot both find the cap free.
         """
@@ -689,6 +694,8 @@ class StateStore:
                     text("SELECT pg_advisory_xact_lock(:cls, :key)"),
                     {"cls": CAP_LOCK_CLASS, "key": int(holder[:7], 16)},
                 )
+            if cap.max is None:
+                return Clearance(self._to_sending(conn, step_id, now, holder))
             in_flight = conn.execute(
                 select(func.count())
                 .select_from(steps)

@@ -255,11 +255,13 @@ class Dispatcher:
                 bound=bound,
             )
 
-        cap = None
-        if step_config.cap is not None and not to_owner:
-            per = step_config.cap.per
-            since = now - per if per is not None else None
-            cap = CapHold(recipient, cap_key, step_config.cap.max, since)
+        cap = None  # the owner's copies count against no customer's cap
+        if not to_owner:
+            cap = CapHold(recipient, cap_key)
+            if step_config.cap is not None:
+                per = step_config.cap.per
+                since = now - per if per is not None else None
+                cap = CapHold(recipient, cap_key, step_config.cap.max, since)
         clearance = self.state.mark_sending(step.id, self.clock.now(), cap=cap)
         if not clearance.ours:
             return self._let_go(step, "not sent", None, bound)
