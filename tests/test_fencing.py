@@ -234,6 +234,9 @@ def test_the_lock_check_notices_an_ended_session_and_lets_another_daemon_in(
         first.state.verify_lock()
     with pytest.raises(LockLost):
         first.state.claim_due(NOW, 10)
+    # Nor may it recover: the claims it would hand back may be the new owner's.
+    with pytest.raises(LockLost):
+        first.state.recover_interrupted(NOW)
     second = daemons(THANK_YOU_NOW, pg_url)
     second.state.verify_lock()
 

@@ -135,7 +135,11 @@ class Daemon:
     # -- the jobs ---------------------------------------------------------------------------
 
     def recover(self) -> None:
-        released, uncertain = self.state.recover_interrupted(self.clock.now())
+        try:
+            released, uncertain = self.state.recover_interrupted(self.clock.now())
+        except LockLost as exc:
+            self._lost_lock(exc)
+            return
         self._recovered = True
         if released or uncertain:
             log.warning(
@@ -222,16 +226,21 @@ class Daemon:
         try:
             result = self.dispatcher.dispatch()
         except LockLost as exc:
-            self.lock_lost = str(exc)
-            log.error(
-                "STOPPING: this daemon lost its database lock; another daemon may be running. "
-                "Nothing more is claimed; exiting so the service manager starts a fresh one",
-                reason=str(exc),
-            )
+            self._lost_lock(exc)
             return DispatchResult({"lock-lost": 1})
         if result.outcomes:
             log.info("dispatch done", **result.outcomes)
         return result
+
+    def _lost_lock(self, exc: LockLost) -> None:
+        """Another daemon may own the steps now: claim nothing more, and let the service exit
+        (``EXIT_LOCK_LOST``) so that systemd starts a fresh daemon."""
+        self.lock_lost = str(exc)
+        log.error(
+            "STOPPING: this daemon lost its database lock; another daemon may be running. "
+            "Nothing more is claimed; exiting so the service manager starts a fresh one",
+            reason=str(exc),
+        )
 
     def _refresh_gauges(self) -> None:
         """Steps by state and queue depth for /metrics: two COUNT queries, on each scrape."""

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from wcfollowup.core.planning import Enrollment
-from wcfollowup.db.lock import DaemonLock
+from wcfollowup.db.lock import KEEPALIVES, DaemonLock
 from wcfollowup.db.migrate import upgrade
 from wcfollowup.db.once import refill_once_customers
 from wcfollowup.db.schema import (
@@ -304,7 +304,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Keepalives: a connection to a server that vanished fails in about a minute, not hours.
+    return create_engine(url, pool_pre_ping=True, connect_args=dict(KEEPALIVES))
 
 
 class StateStore:
@@ -797,6 +798,7 @@ class StateStore:
         creating a coupon, and a dead holder's lease would only delay the retry by minutes (the
         code is already planned, so the store is asked for it before anything is created).
         """
+        self._lock.verify()  # a daemon that lost its lock must not take the new owner's claims
         others = or_(steps.c.claimed_by.is_(None), steps.c.claimed_by != self.owner)
         with self._tx() as conn:
             conn.execute(
