@@ -8,6 +8,12 @@ nothing, so N changed orders cost ceil(N/100) requests plus the last short page.
 orders share one second than an ``exclude`` list should carry, it falls back to page numbers
 inside that second. Each poll starts ``overlap`` before the cursor so that orders committed late
 by the store are still seen; everything done for an order is idempotent.
+
+The cursor never passes the store's own clock (the ``Date`` header of its answers; ours when it
+sends none) plus ``FUTURE_TOLERANCE``. An order whose ``date_modified_gmt`` lies in the future
+(an importer, a plugin, a mistyped server clock) is enrolled like any other and logged, but it
+cannot carry the cursor along: a cursor in 2099 would ask only for orders modified after 2099,
+and every order after it would be lost without a sound.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from wcfollowup.db.state import (
 from wcfollowup.engine.facts import FactsSource
 from wcfollowup.engine.page_stream import PageStream
 from wcfollowup.engine.write_behind import WriteBehind
-from wcfollowup.woo.gateway import WooGateway
+from wcfollowup.woo.gateway import Page, WooGateway
 
 # Just what enrolment needs; dispatch re-reads the full order before acting.
 BASE_FIELDS = frozenset(
@@ -74,6 +80,9 @@ LOG_EACH_UP_TO = 10
 # backlog fills grows at its end (migration 0004), batches of 500 to 5,000 cost the same CPU per
 # enrolment (100 cost a third more); 1,000 keeps the last batch, which nothing overlaps, short.
 FLUSH_AT = 1000
+# How far past the store's clock the cursor may go. At most the default overlap, so that the
+# next poll (which starts ``overlap`` before the cursor) still starts before the store's "now".
+FUTURE_TOLERANCE = timedelta(minutes=1)
 
 log = structlog.get_logger("wcfollowup.poll")
 
@@ -217,6 +226,8 @@ class Poller:
         self.facts = FactsSource(gateway)
         self.coupons = CouponBook(state) if issues_coupons(config) else None
         self._probed = False
+        # The store's clock at its latest answer (its Date header; ours when it sends none).
+        self._store_now: datetime | None = None
         # (order id, date_modified_gmt) handled recently: spares the database the overlap.
         self._recent: dict[tuple[int, datetime], datetime] = {}
 
@@ -244,8 +255,14 @@ class Poller:
 
     def _poll(self) -> PollResult:
         store, requests = self._store()
-        scan = Scan(after=store.cursor_gmt - self.overlap)
-        cursor = store.cursor_gmt
+        cursor = self._bounded(store.cursor_gmt)
+        if cursor < store.cursor_gmt:
+            log.warning(
+                "poll cursor was ahead of the store's clock; polling resumes from the store's now",
+                cursor=store.cursor_gmt.isoformat(),
+                store_now=self._now_at_store().isoformat(),
+            )
+        scan = Scan(after=cursor - self.overlap)
         totals = {"seen": 0, "enrolled": 0, "cancelled": 0, "delivered": 0}
         buffer: PreparedEnrolments | None = None
         resume_at: datetime | None = None
@@ -254,7 +271,7 @@ class Poller:
         # several pages on a third (see write_behind): a backlog then costs little more than
         # fetching it.
         stream = PageStream(
-            fetch=lambda: self.gateway.list_orders(self._params(scan)),
+            fetch=lambda: self._fetch(scan),
             advance=lambda items: self._advance(scan, items),
         )
         pages = iter(stream)
@@ -294,14 +311,14 @@ class Poller:
                 if resume_at is not None and buffer is None:
                     # Everything before resume_at is queued to be stored first: a crash
                     # resumes here.
-                    cursor = max(cursor, resume_at)
+                    cursor = self._bounded(max(cursor, resume_at))
                     writes.submit(self._advance_cursor, store.id, cursor)
                     self._forget_before(resume_at - self.overlap - ONE_SECOND)
                     resume_at = None
                 if last:
                     break
         newest = max(self._recent.values(), default=cursor)
-        cursor = max(cursor, newest)
+        cursor = self._bounded(max(cursor, newest))
         self._advance_cursor(store.id, cursor)
         self._forget_before(cursor - self.overlap - ONE_SECOND)
         return PollResult(
@@ -312,6 +329,28 @@ class Poller:
             cursor,
             totals["delivered"],
         )
+
+    def _fetch(self, scan: Scan) -> Page:
+        """One page (on the fetch thread); notes the store's clock from its ``Date`` header."""
+        page = self.gateway.list_orders(self._params(scan))
+        self._saw_store_time(page.server_time)
+        return page
+
+    def _saw_store_time(self, server_time: datetime | None) -> None:
+        self._store_now = server_time or self.clock.now()
+
+    def _now_at_store(self) -> datetime:
+        """The store's clock at its latest answer; our own clock before any answer.
+
+        Kept from one poll to the next: a cursor stored by the previous poll is bounded by the
+        clock of that poll's answers, so checking it against that clock at the start of a poll
+        flags only a cursor that was wrong (one stored before this bound existed).
+        """
+        return self._store_now or self.clock.now()
+
+    def _bounded(self, cursor: datetime) -> datetime:
+        """``cursor``, but never past the store's clock plus ``FUTURE_TOLERANCE``."""
+        return min(cursor, self._now_at_store() + min(FUTURE_TOLERANCE, self.overlap))
 
     def _advance_cursor(self, store_id: int, cursor: datetime) -> None:
         self.state.advance_cursor(store_id, cursor, self.clock.now())
@@ -374,6 +413,14 @@ class Poller:
             key = (order.id, order.modified_gmt)
             if key in recent:
                 continue
+            if order.modified_gmt > self._now_at_store() + FUTURE_TOLERANCE:
+                log.warning(
+                    "order modified in the future by the store's clock; handled, but the poll "
+                    "cursor does not follow it",
+                    order_id=order.id,
+                    date_modified_gmt=order.modified_gmt.isoformat(),
+                    store_now=self._now_at_store().isoformat(),
+                )
             seen += 1
             came_back = order.id in planned
             if order.status in completed:
@@ -491,6 +538,7 @@ class Poller:
         requests = 0
         if state is None or not self._probed:
             server_now = self.gateway.probe(self.clock.now(), self.statuses)
+            self._saw_store_time(server_now)
             requests += 1
             self._probed = True
             if state is None:
