@@ -111,7 +111,7 @@ class Daemon:
             timeout=mail.request_timeout.total_seconds(),
             sleep=self._sleep,
         )
-        self.poller = Poller(self.gateway, self.state, config, self.clock)
+        self.poller = Poller(self.gateway, self.state, config, self.clock, self.metrics)
         previous: Dispatcher | None = getattr(self, "dispatcher", None)
         self.dispatcher = Dispatcher(
             config,

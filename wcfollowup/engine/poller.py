@@ -55,7 +55,9 @@ from wcfollowup.db.state import (
 )
 from wcfollowup.engine.facts import FactsSource
 from wcfollowup.engine.page_stream import PageStream
+from wcfollowup.engine.poison import check_order_id, describe, order_at_fault
 from wcfollowup.engine.write_behind import WriteBehind
+from wcfollowup.metrics import Metrics
 from wcfollowup.woo.gateway import Page, WooGateway
 
 # Just what enrolment needs; dispatch re-reads the full order before acting.
@@ -83,6 +85,9 @@ FLUSH_AT = 1000
 # How far past the store's clock the cursor may go. At most the default overlap, so that the
 # next poll (which starts ``overlap`` before the cursor) still starts before the store's "now".
 FUTURE_TOLERANCE = timedelta(minutes=1)
+
+MAX_UNREADABLE_MEMO = 1000
+SKIP_WORDS = {"unreadable": "read", "planning": "planned", "storing": "stored"}
 
 log = structlog.get_logger("wcfollowup.poll")
 
@@ -140,6 +145,22 @@ def fewer_gc_pauses() -> Iterator[None]:
         gc.unfreeze()
 
 
+def modified_text(item: object) -> object:
+    return item.get("date_modified_gmt") if isinstance(item, dict) else None
+
+
+def excludable_id(item: object) -> int | None:
+    """An order's id as the ``exclude`` parameter takes it; None when it is not a number."""
+    value = item.get("id") if isinstance(item, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        order_id = int(value)
+    except ValueError:
+        return None
+    return order_id if 0 < order_id < 2**64 else None
+
+
 @dataclass
 class Scan:
     """Where a keyset scan stands: the next request's ``modified_after``, exclusions, page."""
@@ -154,14 +175,18 @@ class Scan:
         if len(items) < page_size:
             self.done = True
             return None
-        last_raw = items[-1].get("date_modified_gmt")
+        # A page may hold an unreadable order (not an object, no date, an id that is not a
+        # number): it is skipped when handled, and must not stop the scan here either.
+        last_raw = modified_text(items[-1])
         last = parse_wc_gmt(last_raw)
         if last is None:
             self.page += 1
             return None
         # The store writes every timestamp the same way: comparing the text is enough.
         same_second = [
-            int(item["id"]) for item in items if item.get("date_modified_gmt") == last_raw
+            order_id
+            for item in items
+            if modified_text(item) == last_raw and (order_id := excludable_id(item)) is not None
         ]
         if last - ONE_SECOND > self.after:
             self.after, self.exclude, self.page = last - ONE_SECOND, same_second, 1
@@ -171,6 +196,14 @@ class Scan:
         else:
             self.page += 1
         return None
+
+
+def by_order(plans: Sequence[Enrollment]) -> list[list[Enrollment]]:
+    """``plans`` grouped by order, in order: what is stored or skipped together."""
+    groups: dict[int, list[Enrollment]] = {}
+    for enrollment in plans:
+        groups.setdefault(enrollment.order.id, []).append(enrollment)
+    return list(groups.values())
 
 
 class Unstored(set[int]):
@@ -207,8 +240,10 @@ class Poller:
         state: StateStore,
         config: Config,
         clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self.gateway = gateway
+        self.metrics = metrics
         self.state = state
         self.config = config
         self.sequences: list[SequenceConfig] = list(config.sequences)
@@ -226,6 +261,8 @@ class Poller:
         self.facts = FactsSource(gateway)
         self.coupons = CouponBook(state) if issues_coupons(config) else None
         self._probed = False
+        # Orders skipped as unreadable (no usable id or date), not to log them at every poll.
+        self._unreadable: set[tuple[str, str]] = set()
         # The store's clock at its latest answer (its Date header; ours when it sends none).
         self._store_now: datetime | None = None
         # (order id, date_modified_gmt) handled recently: spares the database the overlap.
@@ -300,7 +337,7 @@ class Poller:
                     requests += 1
                     plans = self._handle_page(store, items, totals, planned, store_planned)
                     if plans:
-                        rows = self.state.prepare_enrolments(store.id, plans, self.clock.now())
+                        rows = self._prepare(store.id, plans)
                         if buffer is None:
                             buffer = rows
                         else:
@@ -403,15 +440,17 @@ class Poller:
         for item in items:
             try:
                 order = from_wc(item)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning(
-                    "order skipped: unreadable data from the store",
-                    order_id=item.get("id"),
-                    error=str(exc),
-                )
+            except Exception as exc:
+                self._skip_unreadable(item, exc)
                 continue
             key = (order.id, order.modified_gmt)
             if key in recent:
+                continue
+            try:
+                check_order_id(order.id)
+            except ValueError as exc:
+                self._skip(item, "unreadable", exc)
+                recent[key] = order.modified_gmt
                 continue
             if order.modified_gmt > self._now_at_store() + FUTURE_TOLERANCE:
                 log.warning(
@@ -422,35 +461,66 @@ class Poller:
                     store_now=self._now_at_store().isoformat(),
                 )
             seen += 1
-            came_back = order.id in planned
-            if order.status in completed:
-                if watch_coupons and item.get("coupon_lines"):
-                    self._note_redemptions(order, item)
-                delivered = None if delivery is None else delivered_at(item, delivery, store_tz)
-                if is_new_completion(order, store.baseline_gmt, completed):
-                    plans.extend(self._plans(order, item, delivered))
-                    planned.add(order.id)
-                if delivered is not None:
+            try:
+                came_back = order.id in planned
+                if order.status in completed:
+                    if watch_coupons and item.get("coupon_lines"):
+                        self._note_redemptions(order, item)
+                    delivered = None if delivery is None else delivered_at(item, delivery, store_tz)
+                    if is_new_completion(order, store.baseline_gmt, completed):
+                        # Planned in full before any of it is kept: a failure leaves nothing.
+                        plans.extend(self._plans(order, item, delivered))
+                        planned.add(order.id)
+                    if delivered is not None:
+                        if came_back:
+                            store_planned()
+                        totals["delivered"] += self._reanchor(store, order, delivered, now)
+                elif order.status in EXIT_STATUSES:
                     if came_back:
                         store_planned()
-                    totals["delivered"] += self._reanchor(store, order, delivered, now)
-            elif order.status in EXIT_STATUSES:
-                if came_back:
-                    store_planned()
-                cancelled = self.state.cancel_open_steps(
-                    store.id, order.id, f"order is {order.status}", now
-                )
-                totals["cancelled"] += cancelled
-                if cancelled:
-                    log.info(
-                        "pending follow-ups cancelled",
-                        order_id=order.id,
-                        status=order.status,
-                        steps=cancelled,
+                    cancelled = self.state.cancel_open_steps(
+                        store.id, order.id, f"order is {order.status}", now
                     )
+                    totals["cancelled"] += cancelled
+                    if cancelled:
+                        log.info(
+                            "pending follow-ups cancelled",
+                            order_id=order.id,
+                            status=order.status,
+                            steps=cancelled,
+                        )
+            except Exception as exc:
+                if not order_at_fault(exc):
+                    raise  # the store or the database: the whole poll is tried again
+                self._skip(item, "planning", exc)
+            # Noted even when skipped, so that the cursor moves past it and the overlap of
+            # the next polls does not log it again; a later change to it is read afresh.
             recent[key] = order.modified_gmt
         totals["seen"] += seen
         return plans
+
+    def _skip_unreadable(self, item: object, exc: BaseException) -> None:
+        """Skip an order with no usable id or date, once: the overlap brings it back."""
+        fields = item if isinstance(item, dict) else {}
+        memo = (repr(fields.get("id", item)), repr(fields.get("date_modified_gmt")))
+        if memo in self._unreadable:
+            return
+        if len(self._unreadable) >= MAX_UNREADABLE_MEMO:
+            self._unreadable.clear()
+        self._unreadable.add(memo)
+        self._skip(item, "unreadable", exc)
+
+    def _skip(self, item: object, stage: str, exc: BaseException) -> None:
+        """One order could not be read, planned or stored: log it, count it, go on."""
+        order_id = item.get("id") if isinstance(item, dict) else None
+        log.warning(
+            "order skipped: it could not be " + SKIP_WORDS[stage],
+            order_id=order_id if isinstance(order_id, int | str | None) else repr(order_id),
+            stage=stage,
+            reason=describe(exc),
+        )
+        if self.metrics is not None:
+            self.metrics.order_skipped(stage)
 
     def _note_redemptions(self, order: OrderSnapshot, item: dict[str, Any]) -> None:
         """A completed order used one of our coupons: log it (first use only)."""
@@ -472,10 +542,43 @@ class Poller:
         if self.coupons.redeem(used, self.clock.now()):
             log.info("coupon redeemed", order_id=order.id, codes=sorted(ours), total=amount)
 
+    def _prepare(self, store_id: int, plans: list[Enrollment]) -> PreparedEnrolments:
+        """A page's rows; when one order's cannot be built, the others' still are."""
+        now = self.clock.now()
+        try:
+            return self.state.prepare_enrolments(store_id, plans, now)
+        except Exception as exc:
+            if not order_at_fault(exc):
+                raise
+        rows = self.state.prepare_enrolments(store_id, [], now)
+        for order_plans in by_order(plans):
+            try:
+                rows.extend(self.state.prepare_enrolments(store_id, order_plans, now))
+            except Exception as exc:
+                if not order_at_fault(exc):
+                    raise
+                self._skip({"id": order_plans[0].order.id}, "storing", exc)
+        return rows
+
     def _enroll(
         self, writer: BacklogWriter, prepared: PreparedEnrolments, totals: dict[str, int]
     ) -> None:
-        stored = writer.enroll(prepared)
+        try:
+            stored = writer.enroll(prepared)
+        except Exception as exc:
+            if not order_at_fault(exc):
+                raise
+            # The batch's transaction was rolled back: store its orders one by one, so that
+            # only the order the database refuses is skipped.
+            stored = []
+            for order_plans in by_order(prepared.plans):
+                one = self.state.prepare_enrolments(prepared.store_id, order_plans, prepared.now)
+                try:
+                    stored.extend(writer.enroll(one))
+                except Exception as one_exc:
+                    if not order_at_fault(one_exc):
+                        raise
+                    self._skip({"id": order_plans[0].order.id}, "storing", one_exc)
         totals["enrolled"] += len(stored)
         if len(stored) <= LOG_EACH_UP_TO:
             for enrollment in stored:
@@ -485,7 +588,7 @@ class Poller:
                     sequence=enrollment.sequence,
                     steps=[s.step for s in enrollment.steps],
                 )
-        else:  # a backlog batch: one line, not a thousand
+        elif stored:  # a backlog batch: one line, not a thousand
             log.info(
                 "orders enrolled",
                 count=len(stored),
