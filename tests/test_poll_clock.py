@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from structlog.testing import capture_logs
 
 from wcfollowup.clock import FakeClock
+from wcfollowup.config import Config
 from wcfollowup.daemon import Daemon
 from wcfollowup.sandbox import Sandbox
 
@@ -90,3 +91,56 @@ def test_a_cursor_already_in_the_future_is_brought_back_to_the_store_clock(
     assert order_id in enrolled_orders(daemon)
     assert cursor(daemon) <= clock.now() + FUTURE_TOLERANCE
     assert any(e["log_level"] == "warning" and "cursor" in e["event"] for e in logs), logs
+
+
+class AheadClock:
+    """The daemon's machine, its clock ``ahead`` of the store's (NTP broken on one side)."""
+
+    def __init__(self, store_clock: FakeClock, ahead: timedelta) -> None:
+        self.store_clock = store_clock
+        self.ahead = ahead
+
+    def now(self) -> datetime:
+        return self.store_clock.now() + self.ahead
+
+
+def test_the_bound_is_the_store_clock_not_ours(
+    sandbox: Sandbox, clock: FakeClock, make_config: Callable[..., Config]
+) -> None:
+    """Our clock 10 minutes ahead (OAuth still accepts it): a cursor bounded by our clock would
+    start the next poll 9 minutes in the store's future, and lose the orders of those minutes."""
+    daemon = Daemon(make_config(), AheadClock(clock, timedelta(minutes=10)), sleep=lambda _s: 0)
+    try:
+        daemon.run_once()
+        clock.advance(timedelta(minutes=1))
+        future = complete_new_order(sandbox, clock)
+        sandbox.store.set_modified(future, FAR_FUTURE)
+        clock.advance(timedelta(seconds=30))
+        assert daemon.poll_once() is not None
+        assert cursor(daemon) <= clock.now() + FUTURE_TOLERANCE
+        clock.advance(timedelta(minutes=1))
+        later = complete_new_order(sandbox, clock)
+        clock.advance(timedelta(seconds=30))
+        assert daemon.poll_once() is not None
+        assert {future, later} <= enrolled_orders(daemon)
+    finally:
+        daemon.close()
+
+
+def test_without_a_date_header_our_own_clock_bounds_the_cursor(
+    sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
+) -> None:
+    sandbox.store_dates.send_date = False
+    daemon = make_daemon()
+    daemon.run_once()
+    clock.advance(timedelta(minutes=1))
+    future = complete_new_order(sandbox, clock)
+    sandbox.store.set_modified(future, FAR_FUTURE)
+    clock.advance(timedelta(seconds=30))
+    assert daemon.poll_once() is not None
+    assert cursor(daemon) <= clock.now() + FUTURE_TOLERANCE
+    clock.advance(timedelta(minutes=5))
+    later = complete_new_order(sandbox, clock)
+    clock.advance(timedelta(seconds=30))
+    assert daemon.poll_once() is not None
+    assert {future, later} <= enrolled_orders(daemon)
