@@ -436,6 +436,7 @@ class Poller:
         watch_coupons = self.coupons is not None
         delivery = self.config.delivery
         store_tz = self.config.store.tz
+        future = self._now_at_store() + FUTURE_TOLERANCE
         seen = 0
         for item in items:
             try:
@@ -452,7 +453,7 @@ class Poller:
                 self._skip(item, "unreadable", exc)
                 recent[key] = order.modified_gmt
                 continue
-            if order.modified_gmt > self._now_at_store() + FUTURE_TOLERANCE:
+            if order.modified_gmt > future:
                 log.warning(
                     "order modified in the future by the store's clock; handled, but the poll "
                     "cursor does not follow it",
