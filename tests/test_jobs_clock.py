@@ -204,7 +204,7 @@ def pinged(service: Service, notify: NotifyListener) -> bool:
     """One heartbeat of the service's main loop: did it reach systemd as WATCHDOG=1?"""
     before = notify.poll() and notify.count("WATCHDOG=1")
     assert service.heartbeat(), "with a watchdog, systemd is the one to restart us"
-    time.sleep(0.05)  # the datagram is local; give it a moment to arrive
+    # A local datagram is queued at the listener before heartbeat() returns.
     return notify.poll() and notify.count("WATCHDOG=1") > before
 
 
