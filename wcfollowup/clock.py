@@ -2,8 +2,8 @@
 
 Every component that needs "now" takes a ``Clock``. Production uses ``SystemClock``; tests use
 ``FakeClock`` to cross weeks in milliseconds; the demo uses ``ScaledClock`` so a 30-minute delay
-passes in seconds. APScheduler still ticks on real time: it only decides *when we look*, while
-what is due is always decided by this clock.
+passes in seconds. The jobs tick on the monotonic clock (``jobs``): it only decides *when we
+look*, while what is due is always decided by this clock.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The daemon: builds the adapters from the config and runs the poll and dispatch jobs.
 
-APScheduler 3 only decides *when we look* (interval ticks on real time, one instance each,
-coalesced); what is due is decided by the injected clock and the outbox in the database, so
-``--once`` and the tests run exactly the code the scheduler runs.
+The jobs (``jobs.IntervalJobs``) only decide *when we look*: fixed intervals of elapsed time on
+the monotonic clock, one run at a time, so no wall-clock step can stall them. What is due is
+decided by the injected clock and the outbox in the database, so ``--once`` and the tests run
+exactly the code the jobs run.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from wcfollowup.db.state import DatabaseUnavailable, StateStore, database_proble
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.dispatcher import Dispatcher, DispatchResult
 from wcfollowup.engine.poller import Poller, PollResult
+from wcfollowup.jobs import IntervalJobs, Ticker
 from wcfollowup.logs import register_secrets
 from wcfollowup.mail.sendgrid_mailer import SendGridMailer
 from wcfollowup.metrics import Metrics
@@ -34,8 +36,6 @@ from wcfollowup.woo.errors import StoreAuthError, StoreError, StoreIncompatible,
 from wcfollowup.woo.gateway import WooGateway
 
 if TYPE_CHECKING:
-    from apscheduler.schedulers.background import BackgroundScheduler
-
     from wcfollowup.tokens import LinkSigner
     from wcfollowup.web.server import WebServer
 
@@ -55,7 +55,9 @@ class Daemon:
         clock: Clock | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        ticker: Ticker | None = None,
     ) -> None:
+        """``ticker`` times the jobs (the monotonic clock unless a test steps its own)."""
         self.config = config
         self.clock = clock or SystemClock()
         store, mail = config.store, config.sendgrid
@@ -80,7 +82,8 @@ class Daemon:
         self.metrics.before_scrape = self._refresh_gauges
         self._poll_lock = threading.Lock()
         self._dispatch_lock = threading.Lock()
-        self._scheduler: BackgroundScheduler | None = None
+        self._ticker = ticker or Ticker()
+        self._scheduler: IntervalJobs | None = None
         self._build_workers(config)
         self._recovered = False
         # Set when the one-daemon lock was lost: nothing more is claimed, and the service (or
@@ -114,7 +117,7 @@ class Daemon:
             timeout=mail.request_timeout.total_seconds(),
             sleep=self._sleep,
         )
-        self.poller = Poller(self.gateway, self.state, config, self.clock)
+        self.poller = Poller(self.gateway, self.state, config, self.clock, self.metrics)
         previous: Dispatcher | None = getattr(self, "dispatcher", None)
         self.dispatcher = Dispatcher(
             config,
@@ -288,13 +291,9 @@ class Daemon:
 
     def start(self) -> None:
         """Recover, check the store, and start the poll and dispatch jobs in the background."""
-        from apscheduler.schedulers.background import BackgroundScheduler
-
         self.recover()
         self.check_store()
-        self._scheduler = BackgroundScheduler(
-            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-        )
+        self._scheduler = IntervalJobs(self._ticker)
         self._schedule_jobs()
         self.start_web()
         self._scheduler.start()
@@ -307,20 +306,14 @@ class Daemon:
 
     def _schedule_jobs(self) -> None:
         assert self._scheduler is not None
-        for job_id, func, interval in (
-            ("poll", self._poll_job, self.config.poll.interval),
-            ("dispatch", self._dispatch_job, self.config.dispatch.interval),
-            ("retention", self.purge_once, RETENTION_EVERY),
-        ):
-            self._scheduler.add_job(
-                func,
-                "interval",
-                id=job_id,
-                name=job_id,
-                seconds=interval.total_seconds(),
-                next_run_time=_now_for_apscheduler(),
-                replace_existing=True,
-            )
+        self._scheduler.add("poll", self._poll_job, self.config.poll.interval.total_seconds())
+        self._scheduler.add(
+            "dispatch", self._dispatch_job, self.config.dispatch.interval.total_seconds()
+        )
+        # Daily; not watched: a purge that fails is retried tomorrow, polls and sends go on.
+        self._scheduler.add(
+            "retention", self.purge_once, RETENTION_EVERY.total_seconds(), watched=False
+        )
 
     def _poll_job(self) -> None:
         with self._poll_lock:
@@ -364,9 +357,24 @@ class Daemon:
         log.info("config reloaded", path=str(config.source_path), sequences=len(config.sequences))
 
     def is_alive(self) -> bool:
-        """False when the scheduler thread died: systemd's watchdog should then restart us."""
+        """True while polls and dispatches run and complete (on the monotonic clock).
+
+        False when a job's thread died, or when poll or dispatch has not completed for twice
+        its interval (plus slack), or is stuck in one run: systemd's watchdog should then
+        restart us. A timer that pinged whatever the jobs did would hide exactly that.
+        """
         scheduler = self._scheduler
-        return scheduler is not None and scheduler.running
+        return scheduler is not None and scheduler.progressing()
+
+    @property
+    def jobs(self) -> IntervalJobs | None:
+        """The running jobs (None before ``start``), with when each last ran."""
+        return self._scheduler
+
+    def overdue_jobs(self) -> list[str]:
+        """The watched jobs without recent evidence of work (for the log)."""
+        scheduler = self._scheduler
+        return scheduler.overdue() if scheduler is not None else []
 
     def run_forever(self, stop: threading.Event) -> None:
         self.start()
@@ -415,8 +423,3 @@ def make_signer(config: Config) -> LinkSigner | None:
 
 class KeyUnavailable(Exception):
     """No signing key is configured and there is no state folder to keep a generated one."""
-
-
-def _now_for_apscheduler() -> datetime:
-    """APScheduler runs on the wall clock; "start now" means the real now."""
-    return datetime.now().astimezone()

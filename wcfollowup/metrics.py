@@ -46,6 +46,13 @@ class Metrics:
         self._orders = Counter(
             "wcfollowup_orders_seen", "Changed orders read from the store.", registry=self.registry
         )
+        self._skipped = Counter(
+            "wcfollowup_orders_skipped",
+            "Orders a poll skipped because they could not be read, planned or stored "
+            "(each is logged with its id), by stage.",
+            ["stage"],
+            registry=self.registry,
+        )
         self._last_ok = Gauge(
             "wcfollowup_last_successful_poll_timestamp_seconds",
             "When the last successful poll finished (Unix time).",
@@ -91,6 +98,9 @@ class Metrics:
             elif error:
                 # The reason ends up on /healthz: keep it short and free of keys or signed URLs.
                 self._last_error = redact(" ".join(error.split()))[:_ERROR_CHARS]
+
+    def order_skipped(self, stage: str) -> None:
+        self._skipped.labels(stage=stage).inc()
 
     def message_finished(self, *, kind: str, status: str) -> None:
         self._messages.labels(kind=kind, status=status).inc()

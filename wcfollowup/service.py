@@ -1,10 +1,11 @@
 """``wcfollowup run`` as a long-lived service: signals, sd_notify, watchdog and status line.
 
-The poll and dispatch jobs run on APScheduler's threads (``Daemon``); the main thread only
-supervises. Signal handlers do nothing but wake it up through ``signal.set_wakeup_fd``: all real
-work (reloading YAML, shutting down, logging) happens in the main loop, outside the handler, where
-taking locks and writing logs is safe. Shutdown runs on a helper thread so the main thread keeps
-answering signals (a second SIGTERM is logged, never allowed to cut a send in half) and keeps
+The poll and dispatch jobs run on threads of their own (``Daemon``, ``jobs``); the main thread
+only supervises, and pings systemd's watchdog only while those jobs complete. Signal handlers do
+nothing but wake it up through ``signal.set_wakeup_fd``: all real work (reloading YAML, shutting
+down, logging) happens in the main loop, outside the handler, where taking locks and writing
+logs is safe. Shutdown runs on a helper thread so the main thread keeps answering signals (a
+second SIGTERM is logged, never allowed to cut a send in half) and keeps
 telling systemd it is alive.
 """
 
@@ -145,14 +146,23 @@ class Service:
             signals_out.close()
 
     def heartbeat(self) -> bool:
-        """Ping the watchdog only while the scheduler runs; False when nobody else will notice."""
+        """Ping the watchdog only while polls and dispatches complete; False when nobody else
+        will notice that they stopped.
+
+        The evidence is the jobs' own finish times on the monotonic clock (``Daemon.is_alive``),
+        so neither a wall-clock step nor a stuck job can keep the pings going.
+        """
         if self.daemon.is_alive():
             sd_notify.watchdog()
+            if self._dead_logged:
+                self._dead_logged = False
+                log.info("polls and dispatches are completing again")
             return True
         if not self._dead_logged:
             self._dead_logged = True
             log.error(
-                "the scheduler stopped running; no more polls or sends will happen",
+                "polls or dispatches stopped completing; no more polls or sends may happen",
+                overdue=self.daemon.overdue_jobs(),
                 action="systemd's watchdog will restart wcfollowup"
                 if self.watchdog_enabled
                 else "exiting so the service manager can restart wcfollowup",

@@ -8,6 +8,12 @@ nothing, so N changed orders cost ceil(N/100) requests plus the last short page.
 orders share one second than an ``exclude`` list should carry, it falls back to page numbers
 inside that second. Each poll starts ``overlap`` before the cursor so that orders committed late
 by the store are still seen; everything done for an order is idempotent.
+
+The cursor never passes the store's own clock (the ``Date`` header of its answers; ours when it
+sends none) plus ``FUTURE_TOLERANCE``. An order whose ``date_modified_gmt`` lies in the future
+(an importer, a plugin, a mistyped server clock) is enrolled like any other and logged, but it
+cannot carry the cursor along: a cursor in 2099 would ask only for orders modified after 2099,
+and every order after it would be lost without a sound.
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ from wcfollowup.db.state import (
 )
 from wcfollowup.engine.facts import FactsSource
 from wcfollowup.engine.page_stream import PageStream
+from wcfollowup.engine.poison import check_order_id, describe, order_at_fault
 from wcfollowup.engine.write_behind import WriteBehind
-from wcfollowup.woo.gateway import WooGateway
+from wcfollowup.metrics import Metrics
+from wcfollowup.woo.gateway import Page, WooGateway
 
 # Just what enrolment needs; dispatch re-reads the full order before acting.
 BASE_FIELDS = frozenset(
@@ -74,6 +82,12 @@ LOG_EACH_UP_TO = 10
 # backlog fills grows at its end (migration 0004), batches of 500 to 5,000 cost the same CPU per
 # enrolment (100 cost a third more); 1,000 keeps the last batch, which nothing overlaps, short.
 FLUSH_AT = 1000
+# How far past the store's clock the cursor may go. At most the default overlap, so that the
+# next poll (which starts ``overlap`` before the cursor) still starts before the store's "now".
+FUTURE_TOLERANCE = timedelta(minutes=1)
+
+MAX_UNREADABLE_MEMO = 1000
+SKIP_WORDS = {"unreadable": "read", "planning": "planned", "storing": "stored"}
 
 log = structlog.get_logger("wcfollowup.poll")
 
@@ -131,6 +145,22 @@ def fewer_gc_pauses() -> Iterator[None]:
         gc.unfreeze()
 
 
+def modified_text(item: object) -> object:
+    return item.get("date_modified_gmt") if isinstance(item, dict) else None
+
+
+def excludable_id(item: object) -> int | None:
+    """An order's id as the ``exclude`` parameter takes it; None when it is not a number."""
+    value = item.get("id") if isinstance(item, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        order_id = int(value)
+    except ValueError:
+        return None
+    return order_id if 0 < order_id < 2**64 else None
+
+
 @dataclass
 class Scan:
     """Where a keyset scan stands: the next request's ``modified_after``, exclusions, page."""
@@ -145,14 +175,18 @@ class Scan:
         if len(items) < page_size:
             self.done = True
             return None
-        last_raw = items[-1].get("date_modified_gmt")
+        # A page may hold an unreadable order (not an object, no date, an id that is not a
+        # number): it is skipped when handled, and must not stop the scan here either.
+        last_raw = modified_text(items[-1])
         last = parse_wc_gmt(last_raw)
         if last is None:
             self.page += 1
             return None
         # The store writes every timestamp the same way: comparing the text is enough.
         same_second = [
-            int(item["id"]) for item in items if item.get("date_modified_gmt") == last_raw
+            order_id
+            for item in items
+            if modified_text(item) == last_raw and (order_id := excludable_id(item)) is not None
         ]
         if last - ONE_SECOND > self.after:
             self.after, self.exclude, self.page = last - ONE_SECOND, same_second, 1
@@ -162,6 +196,14 @@ class Scan:
         else:
             self.page += 1
         return None
+
+
+def by_order(plans: Sequence[Enrollment]) -> list[list[Enrollment]]:
+    """``plans`` grouped by order, in order: what is stored or skipped together."""
+    groups: dict[int, list[Enrollment]] = {}
+    for enrollment in plans:
+        groups.setdefault(enrollment.order.id, []).append(enrollment)
+    return list(groups.values())
 
 
 class Unstored(set[int]):
@@ -198,8 +240,10 @@ class Poller:
         state: StateStore,
         config: Config,
         clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self.gateway = gateway
+        self.metrics = metrics
         self.state = state
         self.config = config
         self.sequences: list[SequenceConfig] = list(config.sequences)
@@ -217,6 +261,10 @@ class Poller:
         self.facts = FactsSource(gateway)
         self.coupons = CouponBook(state) if issues_coupons(config) else None
         self._probed = False
+        # Orders skipped as unreadable (no usable id or date), not to log them at every poll.
+        self._unreadable: set[tuple[str, str]] = set()
+        # The store's clock at its latest answer (its Date header; ours when it sends none).
+        self._store_now: datetime | None = None
         # (order id, date_modified_gmt) handled recently: spares the database the overlap.
         self._recent: dict[tuple[int, datetime], datetime] = {}
 
@@ -244,8 +292,14 @@ class Poller:
 
     def _poll(self) -> PollResult:
         store, requests = self._store()
-        scan = Scan(after=store.cursor_gmt - self.overlap)
-        cursor = store.cursor_gmt
+        cursor = self._bounded(store.cursor_gmt)
+        if cursor < store.cursor_gmt:
+            log.warning(
+                "poll cursor was ahead of the store's clock; polling resumes from the store's now",
+                cursor=store.cursor_gmt.isoformat(),
+                store_now=self._now_at_store().isoformat(),
+            )
+        scan = Scan(after=cursor - self.overlap)
         totals = {"seen": 0, "enrolled": 0, "cancelled": 0, "delivered": 0}
         buffer: PreparedEnrolments | None = None
         resume_at: datetime | None = None
@@ -254,7 +308,7 @@ class Poller:
         # several pages on a third (see write_behind): a backlog then costs little more than
         # fetching it.
         stream = PageStream(
-            fetch=lambda: self.gateway.list_orders(self._params(scan)),
+            fetch=lambda: self._fetch(scan),
             advance=lambda items: self._advance(scan, items),
         )
         pages = iter(stream)
@@ -283,7 +337,7 @@ class Poller:
                     requests += 1
                     plans = self._handle_page(store, items, totals, planned, store_planned)
                     if plans:
-                        rows = self.state.prepare_enrolments(store.id, plans, self.clock.now())
+                        rows = self._prepare(store.id, plans)
                         if buffer is None:
                             buffer = rows
                         else:
@@ -294,14 +348,14 @@ class Poller:
                 if resume_at is not None and buffer is None:
                     # Everything before resume_at is queued to be stored first: a crash
                     # resumes here.
-                    cursor = max(cursor, resume_at)
+                    cursor = self._bounded(max(cursor, resume_at))
                     writes.submit(self._advance_cursor, store.id, cursor)
                     self._forget_before(resume_at - self.overlap - ONE_SECOND)
                     resume_at = None
                 if last:
                     break
         newest = max(self._recent.values(), default=cursor)
-        cursor = max(cursor, newest)
+        cursor = self._bounded(max(cursor, newest))
         self._advance_cursor(store.id, cursor)
         self._forget_before(cursor - self.overlap - ONE_SECOND)
         return PollResult(
@@ -312,6 +366,28 @@ class Poller:
             cursor,
             totals["delivered"],
         )
+
+    def _fetch(self, scan: Scan) -> Page:
+        """One page (on the fetch thread); notes the store's clock from its ``Date`` header."""
+        page = self.gateway.list_orders(self._params(scan))
+        self._saw_store_time(page.server_time)
+        return page
+
+    def _saw_store_time(self, server_time: datetime | None) -> None:
+        self._store_now = server_time or self.clock.now()
+
+    def _now_at_store(self) -> datetime:
+        """The store's clock at its latest answer; our own clock before any answer.
+
+        Kept from one poll to the next: a cursor stored by the previous poll is bounded by the
+        clock of that poll's answers, so checking it against that clock at the start of a poll
+        flags only a cursor that was wrong (one stored before this bound existed).
+        """
+        return self._store_now or self.clock.now()
+
+    def _bounded(self, cursor: datetime) -> datetime:
+        """``cursor``, but never past the store's clock plus ``FUTURE_TOLERANCE``."""
+        return min(cursor, self._now_at_store() + min(FUTURE_TOLERANCE, self.overlap))
 
     def _advance_cursor(self, store_id: int, cursor: datetime) -> None:
         self.state.advance_cursor(store_id, cursor, self.clock.now())
@@ -360,50 +436,92 @@ class Poller:
         watch_coupons = self.coupons is not None
         delivery = self.config.delivery
         store_tz = self.config.store.tz
+        future = self._now_at_store() + FUTURE_TOLERANCE
         seen = 0
         for item in items:
             try:
                 order = from_wc(item)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning(
-                    "order skipped: unreadable data from the store",
-                    order_id=item.get("id"),
-                    error=str(exc),
-                )
+            except Exception as exc:
+                self._skip_unreadable(item, exc)
                 continue
             key = (order.id, order.modified_gmt)
             if key in recent:
                 continue
+            try:
+                check_order_id(order.id)
+            except ValueError as exc:
+                self._skip(item, "unreadable", exc)
+                recent[key] = order.modified_gmt
+                continue
+            if order.modified_gmt > future:
+                log.warning(
+                    "order modified in the future by the store's clock; handled, but the poll "
+                    "cursor does not follow it",
+                    order_id=order.id,
+                    date_modified_gmt=order.modified_gmt.isoformat(),
+                    store_now=self._now_at_store().isoformat(),
+                )
             seen += 1
-            came_back = order.id in planned
-            if order.status in completed:
-                if watch_coupons and item.get("coupon_lines"):
-                    self._note_redemptions(order, item)
-                delivered = None if delivery is None else delivered_at(item, delivery, store_tz)
-                if is_new_completion(order, store.baseline_gmt, completed):
-                    plans.extend(self._plans(order, item, delivered))
-                    planned.add(order.id)
-                if delivered is not None:
+            try:
+                came_back = order.id in planned
+                if order.status in completed:
+                    if watch_coupons and item.get("coupon_lines"):
+                        self._note_redemptions(order, item)
+                    delivered = None if delivery is None else delivered_at(item, delivery, store_tz)
+                    if is_new_completion(order, store.baseline_gmt, completed):
+                        # Planned in full before any of it is kept: a failure leaves nothing.
+                        plans.extend(self._plans(order, item, delivered))
+                        planned.add(order.id)
+                    if delivered is not None:
+                        if came_back:
+                            store_planned()
+                        totals["delivered"] += self._reanchor(store, order, delivered, now)
+                elif order.status in EXIT_STATUSES:
                     if came_back:
                         store_planned()
-                    totals["delivered"] += self._reanchor(store, order, delivered, now)
-            elif order.status in EXIT_STATUSES:
-                if came_back:
-                    store_planned()
-                cancelled = self.state.cancel_open_steps(
-                    store.id, order.id, f"order is {order.status}", now
-                )
-                totals["cancelled"] += cancelled
-                if cancelled:
-                    log.info(
-                        "pending follow-ups cancelled",
-                        order_id=order.id,
-                        status=order.status,
-                        steps=cancelled,
+                    cancelled = self.state.cancel_open_steps(
+                        store.id, order.id, f"order is {order.status}", now
                     )
+                    totals["cancelled"] += cancelled
+                    if cancelled:
+                        log.info(
+                            "pending follow-ups cancelled",
+                            order_id=order.id,
+                            status=order.status,
+                            steps=cancelled,
+                        )
+            except Exception as exc:
+                if not order_at_fault(exc):
+                    raise  # the store or the database: the whole poll is tried again
+                self._skip(item, "planning", exc)
+            # Noted even when skipped, so that the cursor moves past it and the overlap of
+            # the next polls does not log it again; a later change to it is read afresh.
             recent[key] = order.modified_gmt
         totals["seen"] += seen
         return plans
+
+    def _skip_unreadable(self, item: object, exc: BaseException) -> None:
+        """Skip an order with no usable id or date, once: the overlap brings it back."""
+        fields = item if isinstance(item, dict) else {}
+        memo = (repr(fields.get("id", item)), repr(fields.get("date_modified_gmt")))
+        if memo in self._unreadable:
+            return
+        if len(self._unreadable) >= MAX_UNREADABLE_MEMO:
+            self._unreadable.clear()
+        self._unreadable.add(memo)
+        self._skip(item, "unreadable", exc)
+
+    def _skip(self, item: object, stage: str, exc: BaseException) -> None:
+        """One order could not be read, planned or stored: log it, count it, go on."""
+        order_id = item.get("id") if isinstance(item, dict) else None
+        log.warning(
+            "order skipped: it could not be " + SKIP_WORDS[stage],
+            order_id=order_id if isinstance(order_id, int | str | None) else repr(order_id),
+            stage=stage,
+            reason=describe(exc),
+        )
+        if self.metrics is not None:
+            self.metrics.order_skipped(stage)
 
     def _note_redemptions(self, order: OrderSnapshot, item: dict[str, Any]) -> None:
         """A completed order used one of our coupons: log it (first use only)."""
@@ -425,10 +543,43 @@ class Poller:
         if self.coupons.redeem(used, self.clock.now()):
             log.info("coupon redeemed", order_id=order.id, codes=sorted(ours), total=amount)
 
+    def _prepare(self, store_id: int, plans: list[Enrollment]) -> PreparedEnrolments:
+        """A page's rows; when one order's cannot be built, the others' still are."""
+        now = self.clock.now()
+        try:
+            return self.state.prepare_enrolments(store_id, plans, now)
+        except Exception as exc:
+            if not order_at_fault(exc):
+                raise
+        rows = self.state.prepare_enrolments(store_id, [], now)
+        for order_plans in by_order(plans):
+            try:
+                rows.extend(self.state.prepare_enrolments(store_id, order_plans, now))
+            except Exception as exc:
+                if not order_at_fault(exc):
+                    raise
+                self._skip({"id": order_plans[0].order.id}, "storing", exc)
+        return rows
+
     def _enroll(
         self, writer: BacklogWriter, prepared: PreparedEnrolments, totals: dict[str, int]
     ) -> None:
-        stored = writer.enroll(prepared)
+        try:
+            stored = writer.enroll(prepared)
+        except Exception as exc:
+            if not order_at_fault(exc):
+                raise
+            # The batch's transaction was rolled back: store its orders one by one, so that
+            # only the order the database refuses is skipped.
+            stored = []
+            for order_plans in by_order(prepared.plans):
+                one = self.state.prepare_enrolments(prepared.store_id, order_plans, prepared.now)
+                try:
+                    stored.extend(writer.enroll(one))
+                except Exception as one_exc:
+                    if not order_at_fault(one_exc):
+                        raise
+                    self._skip({"id": order_plans[0].order.id}, "storing", one_exc)
         totals["enrolled"] += len(stored)
         if len(stored) <= LOG_EACH_UP_TO:
             for enrollment in stored:
@@ -438,7 +589,7 @@ class Poller:
                     sequence=enrollment.sequence,
                     steps=[s.step for s in enrollment.steps],
                 )
-        else:  # a backlog batch: one line, not a thousand
+        elif stored:  # a backlog batch: one line, not a thousand
             log.info(
                 "orders enrolled",
                 count=len(stored),
@@ -491,6 +642,7 @@ class Poller:
         requests = 0
         if state is None or not self._probed:
             server_now = self.gateway.probe(self.clock.now(), self.statuses)
+            self._saw_store_time(server_now)
             requests += 1
             self._probed = True
             if state is None:

@@ -19,11 +19,13 @@ FaultHook = Callable[[Scope], ASGIApp | None]
 
 
 class ClockDateHeader:
-    """Servers stamp responses with *their* time; the daemon reads it to detect clock skew."""
+    """Servers stamp responses with *their* time; the daemon reads it to detect clock skew and
+    to bound its poll cursor. ``send_date = False`` plays a server (or proxy) that sends none."""
 
     def __init__(self, app: ASGIApp, clock: Clock) -> None:
         self.app = app
         self.clock = clock
+        self.send_date = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,7 +33,7 @@ class ClockDateHeader:
             return
 
         async def send_with_date(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and self.send_date:
                 date = format_datetime(self.clock.now(), usegmt=True).encode()
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
                 message["headers"] = [(b"date", date), *headers]

@@ -67,9 +67,9 @@ class Sandbox:
         if https:
             self._tls = make_self_signed()
             self.ca_file = self._tls[0]
-        self._store_server = ServerThread(
-            ClockDateHeader(self.store_faults, clock), host, store_port, tls=self._tls
-        )
+        # The store's Date header, from its clock; tests may switch it off (``send_date``).
+        self.store_dates = ClockDateHeader(self.store_faults, clock)
+        self._store_server = ServerThread(self.store_dates, host, store_port, tls=self._tls)
         self._mail_server = ServerThread(ClockDateHeader(self.mail_faults, clock), host, mail_port)
         self.store_url = ""
         self.sendgrid_host = ""

@@ -13,6 +13,7 @@ import random
 import threading
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -494,6 +495,15 @@ class SandboxStore:
                 entries.append(MetaEntry(self.meta_id(), key, value))
             record.meta = entries
             self._mutate(order_id)
+            return self.render(order_id)
+
+    def set_modified(self, order_id: int, when: datetime) -> dict[str, Any]:
+        """Write ``date_modified`` directly, as an importer or a plugin may (even in the future)."""
+        with self.lock:
+            record = self._record(order_id)
+            self._unindex(record)
+            record.modified = int(when.timestamp())
+            self._index(record)
             return self.render(order_id)
 
     def set_note(self, order_id: int, note: str) -> dict[str, Any]:
