@@ -47,6 +47,7 @@ class Fault(StrEnum):
     LOST_ERROR = "lost-5xx"  # acted, then a proxy's 502 replaced the answer
     LOST_RESET = "lost-reset"  # acted, then the connection dropped
     LOST_SLOW = "lost-slow"  # acted, answer held past the client's timeout
+    ECHO = "echo"  # a 400 whose error message repeats the request line and every header
 
 
 ACTS_FIRST = frozenset(
@@ -225,6 +226,8 @@ class FaultPlan:
             return _reset
         if kind is Fault.SLOW:
             return _Stall(self.timeout, None)
+        if kind is Fault.ECHO:
+            return echo_request(400)
         if kind is Fault.HTML_200:
             return Response(FIREWALL_PAGE, 200, media_type="text/html")
         if kind is Fault.NOT_JSON:
@@ -263,6 +266,31 @@ class FaultPlan:
 
 
 # -- the answers ----------------------------------------------------------------------------
+
+
+def echo_request(status: int) -> ASGIApp:
+    """A WooCommerce-shaped JSON error that repeats the request: its method, path and query
+    string (OAuth-signed over http) and every header (``Authorization: Basic`` over https).
+
+    Debug plugins and some proxies answer like this; whatever echoes must not reach a log line,
+    a message row or a page of ours.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = scope["path"] + (f"?{query}" if query else "")
+        headers = " ".join(
+            f"{name.decode('latin-1')}: {value.decode('latin-1')}"
+            for name, value in scope.get("headers", [])
+        )
+        body = {
+            "code": "rest_echo",
+            "message": f"{scope.get('method')} {target} {headers}",
+            "data": {"status": status, "url": target, "headers": headers},
+        }
+        await JSONResponse(body, status)(scope, receive, send)
+
+    return app
 
 
 def _store_429(variant: float) -> Response:
@@ -454,4 +482,12 @@ class _Replay:
         return {"type": "http.disconnect"}
 
 
-__all__ = ["MAIL_FAULTS", "STORE_FAULTS", "Fault", "FaultPlan", "FaultRule", "rule"]
+__all__ = [
+    "MAIL_FAULTS",
+    "STORE_FAULTS",
+    "Fault",
+    "FaultPlan",
+    "FaultRule",
+    "echo_request",
+    "rule",
+]
