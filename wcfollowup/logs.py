@@ -120,10 +120,29 @@ def _route_stdlib_logging(renderer: Any, timestamper: Any, level: int) -> None:
     if root.level == logging.NOTSET or root.level > level:
         root.setLevel(level)
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+        quiet = logging.getLogger(name)
+        quiet.setLevel(max(level, logging.WARNING))
+        # uvicorn's default logging config (any uvicorn started in this process without
+        # log_config=None) gives its loggers their own raw stderr handler and stops them
+        # propagating: they would bypass redaction.
+        for child in (quiet, *_children(name)):
+            child.handlers.clear()
+            child.propagate = True
     # warnings.warn(...) becomes a record of the "py.warnings" logger, so it is redacted and
-    # rendered like every other line instead of printed raw to stderr.
+    # rendered like every other line instead of printed raw to stderr. Off first: something
+    # (a test runner's catch_warnings) may have put back its own showwarning since last time,
+    # and captureWarnings(True) alone would then do nothing.
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
+
+
+def _children(name: str) -> list[logging.Logger]:
+    prefix = name + "."
+    return [
+        logger
+        for key, logger in logging.Logger.manager.loggerDict.items()
+        if key.startswith(prefix) and isinstance(logger, logging.Logger)
+    ]
 
 
 def register_secrets(secrets: Iterable[str]) -> None:
