@@ -72,6 +72,13 @@ class Daemon:
                 mail.api_key.get_secret_value(),
             ]
         )
+        if store.verify_tls is False:
+            log.warning(
+                "store.verify_tls is false: the store's certificate is not checked, so anyone "
+                "between here and the store can read the API keys and orders; set it to true, "
+                "or to the CA bundle of the store's certificate (store.verify_tls: /path/ca.pem)",
+                store=store.url,
+            )
         # Before the lock: a missing key must not leave the database locked.
         self.signer = make_signer(config)
         self.state = StateStore(config.database.sqlalchemy_url)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from urllib3.exceptions import InsecureRequestWarning
 
 from wcfollowup.core.orders import format_wc_gmt
 from wcfollowup.core.shapes import integer
@@ -126,6 +128,11 @@ class WooGateway:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         from woocommerce import API
+
+        if verify is False:
+            # The daemon says this once, at start, as a structured warning; urllib3 would print
+            # a raw Python warning into the JSON log on every request.
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 
         self.url = url
         # Every error text is redacted against the process-wide list: make sure it has ours.
