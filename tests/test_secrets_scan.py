@@ -468,3 +468,39 @@ def test_an_unreachable_store_leaks_no_signed_url(
         assert "oauth_" not in text and "/wp-json/" not in text, f"a request URL is in {where}"
         assert_clean(where, text, [*secrets_of(sb), basic_form(sb)])
     assert f"could not reach {store_url}: Connection refused" in outputs["log lines"]
+
+
+def test_log_redacts_rows_written_before_reasons_were_redacted(
+    tmp_path: Path, sandbox: Sandbox, clock: FakeClock
+) -> None:
+    """A database from an older version may hold an echoed request in a reason."""
+    from sqlalchemy import update
+
+    from wcfollowup.db.schema import messages
+
+    path = write_config(tmp_path, sandbox)
+    env = env_of(sandbox)
+    daemon = Daemon(load_config(path, env=env), clock, sleep=lambda _s: None)
+    try:
+        daemon.run_once()
+        order_id = sandbox.store.orders_ids(status="processing")[0]
+        clock.advance(timedelta(minutes=1))
+        sandbox.store.complete(order_id)
+        clock.advance(timedelta(seconds=5))
+        daemon.poll_once()
+        drain(daemon)
+        old_reason = (
+            f"HTTP 400 rest_echo: GET /wp-json/wc/v3/orders/{order_id}?oauth_consumer_key="
+            f"{sandbox.consumer_key}&oauth_signature=T2xkU2lnbmF0dXJl%3D "
+            f"authorization: Basic {basic_form(sandbox)}"
+        )
+        with daemon.state.engine.begin() as conn:
+            assert conn.execute(update(messages).values(reason=old_reason)).rowcount > 0
+    finally:
+        daemon.close()
+    forbidden = [*secrets_of(sandbox), basic_form(sandbox), "T2xkU2lnbmF0dXJl"]
+    for args in (["log"], ["log", "--json"], ["log", "--csv"]):
+        result = CliRunner().invoke(app, [*args, "--config", str(path)], env=env)
+        assert result.exit_code == 0, (args, result.output)
+        assert "rest_echo" in result.output
+        assert_clean(" ".join(args), result.output, forbidden)

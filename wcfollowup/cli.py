@@ -198,7 +198,7 @@ def show_log(
     tz = cfg.store.tz
     state = StateStore(cfg.database.sqlalchemy_url)
     try:
-        rows = read_log(state.engine, where, limit=limit)
+        rows = _redacted(read_log(state.engine, where, limit=limit))
         if as_json:
             write_json(rows, tz, sys.stdout)
         elif as_csv:
@@ -212,6 +212,7 @@ def show_log(
         console = make_console()
 
         def emit(fresh: Sequence[MessageRow]) -> None:
+            fresh = _redacted(fresh)
             if as_json:
                 write_json(fresh, tz, sys.stdout)
             elif as_csv:
@@ -223,6 +224,15 @@ def show_log(
             follow_log(state.engine, where, emit, after_id=rows[-1].id if rows else 0)
     finally:
         state.close()
+
+
+def _redacted(rows: Sequence[MessageRow]) -> list[MessageRow]:
+    """Rows written before reasons were redacted on the way in may still hold a secret."""
+    import dataclasses
+
+    from wcfollowup.redact import redact
+
+    return [dataclasses.replace(row, reason=redact(row.reason)) for row in rows]
 
 
 queue_app = typer.Typer(
