@@ -47,7 +47,6 @@ class Fault(StrEnum):
     LOST_ERROR = "lost-5xx"  # acted, then a proxy's 502 replaced the answer
     LOST_RESET = "lost-reset"  # acted, then the connection dropped
     LOST_SLOW = "lost-slow"  # acted, answer held past the client's timeout
-    ECHO = "echo"  # a 400 whose error message repeats the request line and every header
 
 
 ACTS_FIRST = frozenset(
@@ -226,8 +225,6 @@ class FaultPlan:
             return _reset
         if kind is Fault.SLOW:
             return _Stall(self.timeout, None)
-        if kind is Fault.ECHO:
-            return echo_request(400)
         if kind is Fault.HTML_200:
             return Response(FIREWALL_PAGE, 200, media_type="text/html")
         if kind is Fault.NOT_JSON:
@@ -273,7 +270,8 @@ def echo_request(status: int) -> ASGIApp:
     string (OAuth-signed over http) and every header (``Authorization: Basic`` over https).
 
     Debug plugins and some proxies answer like this; whatever echoes must not reach a log line,
-    a message row or a page of ours.
+    a message row or a page of ours. Not a ``Fault`` kind (seeded plans draw from every kind):
+    a ``FaultSeam`` hook returns it for the requests it chooses.
     """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
