@@ -10,7 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from wcfollowup.cli import app
 from wcfollowup.config import Config, ConfigError, ConfigProblem, load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -645,3 +647,35 @@ def test_a_value_with_a_line_break_is_shown_escaped_on_one_line(
     [text] = [str(p) for p in found if p.location == "store"]
     assert "\n" not in text
     assert text.endswith("store: expected a mapping (indented 'key: value' lines), got 'a\\nb'")
+
+
+def test_a_missing_ca_bundle_is_reported_at_its_line_by_check_and_run(
+    write: Callable[[str], Path],
+) -> None:
+    path = write(
+        VALID.replace(
+            "  timezone: Asia/Jakarta\n", "  timezone: Asia/Jakarta\n  verify_tls: ca.pem\n"
+        )
+    )
+    problem = one_problem(path)
+    assert (problem.line, problem.column, problem.location) == (7, 15, "store.verify_tls")
+    assert problem.message.startswith(f"{path.parent / 'ca.pem'} does not exist;")
+    for args in (["check"], ["run", "--once"]):
+        result = CliRunner().invoke(app, [*args, "--config", str(path)], env=ENV)
+        assert result.exit_code == 2, result.output
+        assert "store.verify_tls" in result.output
+        assert isinstance(result.exception, SystemExit)  # no traceback
+
+
+@pytest.mark.parametrize("address", ["owner@batiksari.test", "pemilik@toko.co.id"])
+def test_owner_email_accepts_what_a_customer_address_may_be(
+    write: Callable[[str], Path], address: str
+) -> None:
+    """The same rule as customers' addresses (``core.emails``): ``.test`` included."""
+    from wcfollowup.core.emails import normalize_email
+
+    text = VALID.replace(
+        "  timezone: Asia/Jakarta\n", f"  timezone: Asia/Jakarta\n  owner_email: {address}\n"
+    )
+    config = load_config(write(text), env=ENV)
+    assert config.store.owner_email == normalize_email(address) == address

@@ -21,6 +21,7 @@ from wcfollowup.config import (
     StoreConfig,
 )
 from wcfollowup.config.fields import BASE_DIR, suggest_time_zones
+from wcfollowup.sandbox.tls import make_self_signed
 
 SECRET = "cs_do_not_print_me_42"
 
@@ -170,12 +171,36 @@ def test_database_needs_exactly_one_of_path_and_url(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(True, True), (False, False), ("false", False), ("yes", True), ("ca.pem", "/etc/wc/ca.pem")],
+    [(True, True), (False, False), ("false", False), ("yes", True), ("ca.pem", "{dir}/ca.pem")],
 )
-def test_verify_tls_takes_a_flag_or_a_ca_bundle(value: object, expected: object) -> None:
+def test_verify_tls_takes_a_flag_or_a_ca_bundle(
+    value: object, expected: object, tmp_path: Path
+) -> None:
+    make_self_signed(tmp_path)
+    (tmp_path / "sandbox-cert.pem").rename(tmp_path / "ca.pem")
     raw = data(**{"store.verify_tls": value})["store"]
-    store = StoreConfig.model_validate(raw, context={BASE_DIR: Path("/etc/wc")})
+    store = StoreConfig.model_validate(raw, context={BASE_DIR: tmp_path})
+    if isinstance(expected, str):
+        expected = expected.format(dir=tmp_path)
     assert store.verify_tls == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "does not exist"), ("not a certificate\n", "holds no certificate in PEM format")],
+)
+def test_a_ca_bundle_that_cannot_be_used_is_a_config_error(
+    content: str | None, problem: str, tmp_path: Path
+) -> None:
+    """Not a traceback at the first request of ``run`` after ``check`` said OK."""
+    if content is not None:
+        (tmp_path / "ca.pem").write_text(content, encoding="utf-8")
+    raw = data(**{"store.verify_tls": "ca.pem"})["store"]
+    with pytest.raises(ValidationError) as caught:
+        StoreConfig.model_validate(raw, context={BASE_DIR: tmp_path})
+    (message,) = [e["msg"] for e in caught.value.errors()]
+    assert f"{tmp_path / 'ca.pem'} {problem}" in message
+    assert "true to trust the system's certificate authorities" in message
 
 
 @pytest.mark.parametrize(

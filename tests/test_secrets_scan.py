@@ -8,6 +8,7 @@ its route list.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 import httpx
 import pytest
@@ -35,6 +37,7 @@ from wcfollowup.daemon import Daemon
 from wcfollowup.db.schema import metadata
 from wcfollowup.logs import configure_logging
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.sandbox.faults import echo_request
 from wcfollowup.web.app import make_app
 
 # The test's own HTTP client logs the link it opens; that is not wcfollowup's log.
@@ -145,6 +148,13 @@ def assert_clean(where: str, text: str, secrets: list[str]) -> None:
         assert secret not in text, f"a secret leaked into {where}"
 
 
+def our_lines(err: str) -> str:
+    """stderr without the test's own HTTP client's lines (now rendered by the root handler)."""
+    return "\n".join(
+        line for line in err.splitlines() if not any(f'"{n}' in line for n in TEST_CLIENT_LOGGERS)
+    )
+
+
 def test_no_secret_or_token_escapes_a_full_run(
     tmp_path: Path,
     sandbox: Sandbox,
@@ -243,7 +253,7 @@ def test_no_secret_or_token_escapes_a_full_run(
     outputs["run --once"] = once.stdout + once.stderr
     captured = capsys.readouterr()
     outputs["stdout"] = captured.out
-    outputs["log lines"] = captured.err
+    outputs["log lines"] = our_lines(captured.err)
     outputs["stdlib logs"] = "\n".join(
         r.getMessage() for r in caplog.records if not r.name.startswith(TEST_CLIENT_LOGGERS)
     )
@@ -298,3 +308,199 @@ def test_listener_defaults_to_loopback_and_serves_only_its_routes() -> None:
         ("/healthz", ("GET", "HEAD")),
         ("/metrics", ("GET", "HEAD")),
     }
+
+
+# -- a store that echoes the request, and a store that is not there ---------------------------
+
+
+class Echo:
+    """Answers chosen store requests with the request itself (``echo_request``) and notes every
+    credential it echoed: the OAuth parameters of a signed URL, the ``Authorization`` header."""
+
+    def __init__(self) -> None:
+        self.rules: list[tuple[str, str, int]] = []  # (method, path regex, status)
+        self.credentials: set[str] = set()
+        self.echoed = 0
+
+    def answer(self, method: str, path: str, status: int) -> None:
+        self.rules = [(method, path, status)]
+
+    def stop(self) -> None:
+        self.rules = []
+
+    def store(self, scope: dict[str, Any]) -> Any:
+        for method, path, status in self.rules:
+            if scope["method"] == method and re.search(path, scope["path"]):
+                self._note(scope)
+                return echo_request(status)
+        return None
+
+    def _note(self, scope: dict[str, Any]) -> None:
+        self.echoed += 1
+        query = scope.get("query_string", b"").decode()
+        for name, value in parse_qsl(query):
+            if name.startswith("oauth_") and name != "oauth_signature_method":
+                self.credentials.update({value, quote(value, safe="")})
+        for name, value in scope["headers"]:
+            if name.lower() == b"authorization":
+                self.credentials.add(value.decode().split()[-1])
+
+
+def basic_form(sandbox: Sandbox) -> str:
+    pair = f"{sandbox.consumer_key}:{sandbox.consumer_secret}".encode()
+    return base64.b64encode(pair).decode()
+
+
+def add_verify_tls(path: Path, sandbox: Sandbox) -> None:
+    """Trust the https sandbox's certificate (a copy: the sandbox deletes its own on stop)."""
+    if sandbox.ca_file is not None:
+        ca = path.parent / "ca.pem"
+        ca.write_bytes(sandbox.ca_file.read_bytes())
+        text = path.read_text(encoding="utf-8")
+        text = text.replace("  language: en\n", f"  language: en\n  verify_tls: {ca}\n")
+        path.write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_store_that_echoes_the_request_leaks_no_credential_anywhere(
+    scheme: str, tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(json=True)
+    outputs: dict[str, str] = {}
+    echo = Echo()
+    with Sandbox(clock, https=scheme == "https") as sb:
+        path = write_config(tmp_path, sb)
+        add_verify_tls(path, sb)
+        env = env_of(sb)
+        sb.store_faults.hook = echo.store
+        daemon = Daemon(load_config(path, env=env), clock, sleep=lambda _s: None)
+        try:
+            web = daemon.start_web()
+            assert web is not None
+            assert daemon.poll_once() is not None  # the store is first seen (and probed)
+            # Polls refused (401), rejected (400) and failing (500), each echoing the request.
+            for status in (401, 400, 500):
+                echo.answer("GET", r"/orders$", status)
+                clock.advance(timedelta(minutes=1))
+                daemon.poll_once()
+            echo.stop()
+            with httpx.Client(timeout=5) as client:
+                health = client.get(f"http://127.0.0.1:{web.port}/healthz")
+            assert health.status_code == 503  # three failed polls: the last error is shown
+            outputs["/healthz"] = health.text
+            orders = [int(sb.store.create_order(customer=c)["id"]) for c in ("siti", "dewi")]
+            for order_id in orders:
+                clock.advance(timedelta(minutes=1))
+                sb.store.complete(order_id)
+            clock.advance(timedelta(seconds=5))
+            daemon.poll_once()
+            clock.advance(timedelta(hours=2))
+            # Re-reading the order is refused (pauses), then rejected (postpones), both echoed;
+            # the coupon is rejected for good: the echo becomes the step's stored reason.
+            echo.answer("GET", r"/orders/\d+$", 401)
+            daemon.dispatch_once()
+            echo.answer("GET", r"/orders/\d+$", 400)
+            clock.advance(timedelta(minutes=10))
+            daemon.dispatch_once()
+            echo.answer("POST", r"/coupons$", 400)
+            clock.advance(timedelta(minutes=10))
+            drain(daemon)
+            rows = daemon.state.messages()
+            assert any(m.status == "failed" and "rest_echo" in m.reason for m in rows), rows
+            outputs["database"] = database_text(daemon)
+        finally:
+            daemon.close()
+
+        runner = CliRunner()
+        for args in (["log"], ["log", "--json"], ["log", "--csv"]):
+            result = runner.invoke(app, [*args, "--config", str(path)], env=env)
+            assert result.exit_code == 0, (args, result.output)
+            outputs[" ".join(args)] = result.output
+        echo.answer("GET", r"/orders$", 401)
+        once = subprocess.run(
+            [sys.executable, "-m", "wcfollowup", "run", "--once", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+        outputs["run --once"] = once.stdout + once.stderr
+        forbidden = [*secrets_of(sb), basic_form(sb), *echo.credentials]
+    captured = capsys.readouterr()
+    outputs["stdout"] = captured.out
+    outputs["log lines"] = our_lines(captured.err)
+
+    assert echo.echoed >= 6 and len(echo.credentials) >= (1 if scheme == "https" else 3)
+    assert "rest_echo" in outputs["log lines"] and "rest_echo" in outputs["log"]
+    for where, text in outputs.items():
+        assert_clean(where, text, forbidden)
+    assert once.returncode == 5, once.stderr  # the store refused the keys
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_unreachable_store_leaks_no_signed_url(
+    scheme: str, tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(json=True)
+    outputs: dict[str, str] = {}
+    with Sandbox(clock, https=scheme == "https") as sb:
+        path = write_config(tmp_path, sb)
+        add_verify_tls(path, sb)
+        env = env_of(sb)
+        store_url = sb.store_url
+    # The sandbox is gone: its port refuses connections.
+    daemon = Daemon(load_config(path, env=env), clock, sleep=lambda _s: None)
+    try:
+        web = daemon.start_web()
+        assert web is not None
+        for _ in range(3):
+            clock.advance(timedelta(minutes=1))
+            assert daemon.poll_once() is None
+        with httpx.Client(timeout=5) as client:
+            health = client.get(f"http://127.0.0.1:{web.port}/healthz")
+        assert health.status_code == 503
+        outputs["/healthz"] = health.text
+    finally:
+        daemon.close()
+    captured = capsys.readouterr()
+    outputs["log lines"] = our_lines(captured.err)
+    for where, text in outputs.items():
+        assert "oauth_" not in text and "/wp-json/" not in text, f"a request URL is in {where}"
+        assert_clean(where, text, [*secrets_of(sb), basic_form(sb)])
+    assert f"could not reach {store_url}: Connection refused" in outputs["log lines"]
+
+
+def test_log_redacts_rows_written_before_reasons_were_redacted(
+    tmp_path: Path, sandbox: Sandbox, clock: FakeClock
+) -> None:
+    """A database from an older version may hold an echoed request in a reason."""
+    from sqlalchemy import update
+
+    from wcfollowup.db.schema import messages
+
+    path = write_config(tmp_path, sandbox)
+    env = env_of(sandbox)
+    daemon = Daemon(load_config(path, env=env), clock, sleep=lambda _s: None)
+    try:
+        daemon.run_once()
+        order_id = sandbox.store.orders_ids(status="processing")[0]
+        clock.advance(timedelta(minutes=1))
+        sandbox.store.complete(order_id)
+        clock.advance(timedelta(seconds=5))
+        daemon.poll_once()
+        drain(daemon)
+        old_reason = (
+            f"HTTP 400 rest_echo: GET /wp-json/wc/v3/orders/{order_id}?oauth_consumer_key="
+            f"{sandbox.consumer_key}&oauth_signature=T2xkU2lnbmF0dXJl%3D "
+            f"authorization: Basic {basic_form(sandbox)}"
+        )
+        with daemon.state.engine.begin() as conn:
+            assert conn.execute(update(messages).values(reason=old_reason)).rowcount > 0
+    finally:
+        daemon.close()
+    forbidden = [*secrets_of(sandbox), basic_form(sandbox), "T2xkU2lnbmF0dXJl"]
+    for args in (["log"], ["log", "--json"], ["log", "--csv"]):
+        result = CliRunner().invoke(app, [*args, "--config", str(path)], env=env)
+        assert result.exit_code == 0, (args, result.output)
+        assert "rest_echo" in result.output
+        assert_clean(" ".join(args), result.output, forbidden)

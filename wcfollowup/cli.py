@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from wcfollowup.exit_codes import ExitCode, exit_code_for
+
 if TYPE_CHECKING:
     from wcfollowup.config import Config
     from wcfollowup.db.state import MessageRow
@@ -34,11 +36,6 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="Path to the YAML config.", envvar="WCFOLLOWUP_CONFIG"),
 ]
 
-EXIT_CONFIG = 2
-EXIT_STORE = 3
-EXIT_LOCKED = 4
-EXIT_LOCK_LOST = 75
-
 
 def load_or_exit(path: Path) -> Config:
     from wcfollowup.config import ConfigError, load_config
@@ -49,7 +46,7 @@ def load_or_exit(path: Path) -> Config:
         for problem in error.problems:
             print(str(problem), file=sys.stderr)
         print(f"{len(error.problems)} problem(s) in {path}; nothing was started.", file=sys.stderr)
-        raise typer.Exit(EXIT_CONFIG) from None
+        raise typer.Exit(ExitCode.CONFIG) from None
 
 
 @app.command()
@@ -67,7 +64,7 @@ def check(config: ConfigOption = Path("config.yaml")) -> None:
         print(problem, file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s) in templates", file=sys.stderr)
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(ExitCode.CONFIG)
     print(f"{config}: OK ({len(cfg.sequences)} sequence(s))")
 
 
@@ -80,6 +77,10 @@ def run(
 ) -> None:
     """Run the daemon: poll the store, enrol completed orders, send what is due.
 
+    With --once the exit code says what stopped the work (0: nothing did): 2 config,
+    3 store too old, 4 already running, 5 store refused the keys, 6 store certificate does
+    not verify, 7 store unreachable or failing, 8 SendGrid refused its key, 9 database.
+
     Example: wcfollowup run --config /etc/wcfollowup/config.yaml
     """
     if not once:
@@ -88,7 +89,7 @@ def run(
 
         raise typer.Exit(serve(config))
 
-    from wcfollowup.daemon import Daemon
+    from wcfollowup.daemon import Daemon, KeyUnavailable
     from wcfollowup.db.lock import AlreadyRunning, LockLost
     from wcfollowup.logs import configure_logging
     from wcfollowup.woo.errors import StoreIncompatible, StoreTooOld
@@ -98,18 +99,27 @@ def run(
     try:
         daemon = Daemon(cfg)
     except AlreadyRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_LOCKED) from None
+        _fail(exc, ExitCode.ALREADY_RUNNING)
+    except KeyUnavailable as exc:
+        _fail(exc, ExitCode.CONFIG)
     try:
-        daemon.run_once()
+        problem = daemon.run_once()
     except (StoreTooOld, StoreIncompatible) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_STORE) from None
+        _fail(exc, ExitCode.STORE_INCOMPATIBLE)
     except LockLost as exc:
-        print(f"error: this run lost its database lock: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_LOCK_LOST) from None
+        _fail(exc, ExitCode.LOCK_LOST)
     finally:
         daemon.close()
+    if problem is not None:
+        _fail(problem, exit_code_for(problem))
+
+
+def _fail(problem: BaseException, code: ExitCode) -> NoReturn:
+    """One line on stderr (cron mails it) and a distinct exit code; never a traceback."""
+    from wcfollowup.redact import redact
+
+    print(f"error: {redact(str(problem))}", file=sys.stderr)
+    raise typer.Exit(code)
 
 
 def _now() -> datetime:
@@ -130,8 +140,10 @@ def _point(text: str | None, now: datetime, cfg: Config, *, end: bool = False) -
 
 
 def _store_failed(exc: Exception) -> NoReturn:
-    print(f"error: the store could not be read: {exc}", file=sys.stderr)
-    raise typer.Exit(EXIT_STORE)
+    from wcfollowup.redact import redact
+
+    print(f"error: the store could not be read: {redact(str(exc))}", file=sys.stderr)
+    raise typer.Exit(exit_code_for(exc))
 
 
 SinceHelp = "A date in store time (2026-11-01) or a duration meaning the last N (7d, 12h)."
@@ -188,7 +200,7 @@ def show_log(
     tz = cfg.store.tz
     state = StateStore(cfg.database.sqlalchemy_url)
     try:
-        rows = read_log(state.engine, where, limit=limit)
+        rows = _redacted(read_log(state.engine, where, limit=limit))
         if as_json:
             write_json(rows, tz, sys.stdout)
         elif as_csv:
@@ -202,6 +214,7 @@ def show_log(
         console = make_console()
 
         def emit(fresh: Sequence[MessageRow]) -> None:
+            fresh = _redacted(fresh)
             if as_json:
                 write_json(fresh, tz, sys.stdout)
             elif as_csv:
@@ -213,6 +226,15 @@ def show_log(
             follow_log(state.engine, where, emit, after_id=rows[-1].id if rows else 0)
     finally:
         state.close()
+
+
+def _redacted(rows: Sequence[MessageRow]) -> list[MessageRow]:
+    """Rows written before reasons were redacted on the way in may still hold a secret."""
+    import dataclasses
+
+    from wcfollowup.redact import redact
+
+    return [dataclasses.replace(row, reason=redact(row.reason)) for row in rows]
 
 
 queue_app = typer.Typer(

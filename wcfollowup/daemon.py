@@ -32,7 +32,13 @@ from wcfollowup.mail.sendgrid_mailer import SendGridMailer
 from wcfollowup.metrics import Metrics
 from wcfollowup.privacy import Purge, describe_purge, purge_older_than
 from wcfollowup.render import Renderer
-from wcfollowup.woo.errors import StoreAuthError, StoreError, StoreIncompatible, StoreTooOld
+from wcfollowup.woo.errors import (
+    StoreAuthError,
+    StoreError,
+    StoreIncompatible,
+    StoreTlsError,
+    StoreTooOld,
+)
 from wcfollowup.woo.gateway import WooGateway
 
 if TYPE_CHECKING:
@@ -68,6 +74,13 @@ class Daemon:
                 mail.api_key.get_secret_value(),
             ]
         )
+        if store.verify_tls is False:
+            log.warning(
+                "store.verify_tls is false: the store's certificate is not checked, so anyone "
+                "between here and the store can read the API keys and orders; set it to true, "
+                "or to the CA bundle of the store's certificate (store.verify_tls: /path/ca.pem)",
+                store=store.url,
+            )
         # Before the lock: a missing key must not leave the database locked.
         self.signer = make_signer(config)
         self.state = StateStore(config.database.sqlalchemy_url)
@@ -89,6 +102,8 @@ class Daemon:
         # Set when the one-daemon lock was lost: nothing more is claimed, and the service (or
         # ``run --once``) exits with ``EXIT_LOCK_LOST`` so systemd starts a fresh daemon.
         self.lock_lost: str | None = None
+        # Why the last poll failed (None after a good one); ``run --once`` exits on it.
+        self.poll_problem: Exception | None = None
 
     def _build_workers(self, config: Config) -> None:
         """(Re)build everything that reads the config; the state store and its lock stay."""
@@ -157,12 +172,17 @@ class Daemon:
             raise
         except StoreAuthError as exc:
             log.error("PAUSED polling: the store refused the API keys", reason=str(exc))
-            self._poll_failed(started, str(exc))
+            self._poll_failed(started, exc)
+            return None
+        except StoreTlsError as exc:
+            log.error("poll failed: the store's certificate does not verify", reason=str(exc))
+            self._poll_failed(started, exc)
             return None
         except (StoreError, DatabaseUnavailable) as exc:
             log.warning("poll failed; will try again next interval", reason=str(exc))
-            self._poll_failed(started, str(exc))
+            self._poll_failed(started, exc)
             return None
+        self.poll_problem = None
         self.metrics.poll_finished(
             ok=True,
             seconds=time.monotonic() - started,
@@ -179,7 +199,9 @@ class Daemon:
         )
         return result
 
-    def _poll_failed(self, started: float, reason: str) -> None:
+    def _poll_failed(self, started: float, problem: Exception) -> None:
+        self.poll_problem = problem
+        reason = str(problem)
         self.metrics.poll_finished(
             ok=False,
             seconds=time.monotonic() - started,
@@ -253,14 +275,17 @@ class Daemon:
         except Exception as exc:  # metrics must never stop dispatch
             log.warning("could not refresh metrics", error=type(exc).__name__)
 
-    def check_store(self) -> None:
-        """Fail fast on a store that cannot be polled safely; anything else is retried later."""
+    def check_store(self) -> StoreError | None:
+        """Fail fast on a store that cannot be polled safely; anything else is retried later
+        (and returned, for ``run --once``)."""
         try:
             self.poller.ensure_store()
         except (StoreTooOld, StoreIncompatible):
             raise
         except StoreError as exc:
             log.warning("store check failed; polling will keep trying", reason=str(exc))
+            return exc
+        return None
 
     def purge_once(self) -> Purge | None:
         """Drop personal data older than ``privacy.retention``; ``None`` when kept forever."""
@@ -281,13 +306,21 @@ class Daemon:
             )
         return purged
 
-    def run_once(self) -> None:
+    def run_once(self) -> Exception | None:
+        """One poll and one dispatch; returns what stopped the work, for ``run --once``'s exit code.
+
+        A store that failed the check is not polled: the poll's first request is the same one,
+        and would only fail (and be retried) again. Due steps are still dispatched.
+        """
         self.recover()
-        self.check_store()
-        self.poll_once()
+        problem: Exception | None = self.check_store()
+        if problem is None:
+            self.poll_once()
+            problem = self.poll_problem
         self.dispatch_once()
         if self.lock_lost is not None:
             raise LockLost(self.lock_lost)
+        return problem or self.gateway.refused or self.mailer.refused
 
     def start(self) -> None:
         """Recover, check the store, and start the poll and dispatch jobs in the background."""

@@ -1,7 +1,13 @@
 """Structured logs: JSON for journald, readable on a terminal, secrets never included.
 
+Every line goes through one redacting pipeline: wcfollowup's own structlog events, and records
+of stdlib loggers (uvicorn, APScheduler, urllib3, Python ``warnings``), which a root handler
+renders with structlog's ``ProcessorFormatter``. Without that handler such records fall to
+Python's last-resort handler and reach the journal as raw, unredacted text.
+
 The redaction processor walks every value of every event, so a secret cannot slip out through
-an exception message or a URL someone decided to log.
+an exception message, an object's repr or a URL someone decided to log; the list of secrets
+is the process-wide one in ``wcfollowup.redact``.
 """
 
 from __future__ import annotations
@@ -14,11 +20,15 @@ from typing import Any
 import structlog
 
 from wcfollowup.redact import redact
+from wcfollowup.redact import register_secrets as _register
+
+# Libraries whose INFO/DEBUG lines are noise or carry request details (and keys): only their
+# warnings and errors are logged. uvicorn's start-up chatter repeats what the daemon logs.
+QUIET_LOGGERS = ("python_http_client", "urllib3", "requests", "apscheduler", "uvicorn")
 
 
 class SecretRedactor:
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets: tuple[str, ...] = tuple(s for s in secrets if s)
+    """A structlog processor: every string (and every object, as its text) redacted."""
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
         for key, value in list(event.items()):
@@ -26,20 +36,39 @@ class SecretRedactor:
         return event
 
     def _clean(self, value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | float):
+            return value
         if isinstance(value, str):
-            return redact(value, self.secrets)
+            return redact(value)
         if isinstance(value, list | tuple):
             return type(value)(self._clean(v) for v in value)
         if isinstance(value, dict):
             return {k: self._clean(v) for k, v in value.items()}
-        return value
+        # An exception or any other object would be rendered by its repr, unredacted.
+        return redact(str(value))
 
 
 _redactor = SecretRedactor()
 
 
+class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler this module installs (found again, and replaced, on reconfiguration).
+
+    It writes to whatever ``sys.stderr`` is at the time of the record, so a replaced stderr
+    (a test's capture, a closed terminal) never leaves it writing to a closed file.
+    """
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(*, json: bool | None = None, level: int = logging.INFO) -> SecretRedactor:
-    """Configure structlog once; returns the redactor so secrets can be registered later."""
+    """Configure structlog and the stdlib root logger once; both print through the redactor."""
     if json is None:
         json = not sys.stderr.isatty()
     renderer: Any = (
@@ -47,11 +76,12 @@ def configure_logging(*, json: bool | None = None, level: int = logging.INFO) ->
         if json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             structlog.processors.format_exc_info,
             _redactor,
             renderer,
@@ -60,11 +90,61 @@ def configure_logging(*, json: bool | None = None, level: int = logging.INFO) ->
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Third-party loggers that would print request details (and keys) at DEBUG.
-    for name in ("python_http_client", "urllib3", "requests", "apscheduler"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _route_stdlib_logging(renderer, timestamper, level)
     return _redactor
 
 
+def _route_stdlib_logging(renderer: Any, timestamper: Any, level: int) -> None:
+    handler = _OurHandler()
+    handler.setLevel(level)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.add_log_level,
+                timestamper,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _redactor,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Lower the root level only: a test's caplog may already have set it lower.
+    if root.level == logging.NOTSET or root.level > level:
+        root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        quiet = logging.getLogger(name)
+        quiet.setLevel(max(level, logging.WARNING))
+        # uvicorn's default logging config (any uvicorn started in this process without
+        # log_config=None) gives its loggers their own raw stderr handler and stops them
+        # propagating: they would bypass redaction.
+        for child in (quiet, *_children(name)):
+            child.handlers.clear()
+            child.propagate = True
+    # warnings.warn(...) becomes a record of the "py.warnings" logger, so it is redacted and
+    # rendered like every other line instead of printed raw to stderr. Off first: something
+    # (a test runner's catch_warnings) may have put back its own showwarning since last time,
+    # and captureWarnings(True) alone would then do nothing.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
+
+
+def _children(name: str) -> list[logging.Logger]:
+    prefix = name + "."
+    return [
+        logger
+        for key, logger in logging.Logger.manager.loggerDict.items()
+        if key.startswith(prefix) and isinstance(logger, logging.Logger)
+    ]
+
+
 def register_secrets(secrets: Iterable[str]) -> None:
-    _redactor.secrets = tuple({*_redactor.secrets, *(s for s in secrets if s)})
+    """Kept for callers of the old API: the list lives in ``wcfollowup.redact``."""
+    _register(secrets)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from wcfollowup import sd_notify
+from wcfollowup.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from wcfollowup.clock import Clock
@@ -37,12 +38,12 @@ __all__ = ["EXIT_CONFIG", "EXIT_LOCKED", "EXIT_STORE", "Service", "main", "serve
 
 log = structlog.get_logger("wcfollowup.service")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_STORE = 3
-EXIT_LOCKED = 4
-EXIT_LOCK_LOST = 75  # the database lock was lost while running (wcfollowup.db.lock)
+EXIT_OK = ExitCode.OK
+EXIT_FAILED = ExitCode.FAILED
+EXIT_CONFIG = ExitCode.CONFIG
+EXIT_STORE = ExitCode.STORE_INCOMPATIBLE
+EXIT_LOCKED = ExitCode.ALREADY_RUNNING
+EXIT_LOCK_LOST = ExitCode.LOCK_LOST  # the database lock was lost while running
 
 # Without a watchdog the main loop still wakes this often to refresh the status line.
 IDLE_TICK = 5.0

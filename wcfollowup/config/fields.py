@@ -148,10 +148,12 @@ DatabaseUrl = Annotated[str, AfterValidator(_check_database_url), SENSITIVE]
 
 def _check_email(value: str) -> str:
     # Imported here: email_validator compiles large regexes at import (~60 ms on a small VPS).
-    from email_validator import EmailNotValidError, validate_email
+    from email_validator import EmailNotValidError
+
+    from wcfollowup.core.emails import checked_email
 
     try:
-        checked = validate_email(value.strip(), check_deliverability=False)
+        return checked_email(value)
     except EmailNotValidError as error:
         reason = str(error).rstrip(".")
         raise invalid(
@@ -160,7 +162,6 @@ def _check_email(value: str) -> str:
             value,
             value_reason=f" ({reason[:1].lower()}{reason[1:]})",
         ) from None
-    return str(checked.normalized)
 
 
 EmailAddress = Annotated[
@@ -282,11 +283,40 @@ def _verify_tls(value: Any, info: ValidationInfo) -> bool | str:
         word = value.strip().lower()
         if word in _TRUE_WORDS | _FALSE_WORDS:
             return word in _TRUE_WORDS
-        return str(_resolve(Path(value.strip()), info))
+        path = _resolve(Path(value.strip()), info)
+        _check_ca_bundle(path)
+        return str(path)
     raise invalid(
         "verify_tls",
         "expected true, false or the path of a CA bundle file, got {value}",
         value,
+    )
+
+
+def _check_ca_bundle(path: Path) -> None:
+    """The CA bundle must load now: a missing or broken one would fail every request of
+    ``run`` (once with a traceback) after ``check`` had said OK."""
+    import ssl
+
+    if path.is_dir():
+        return
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(path))
+    except FileNotFoundError:
+        problem = "does not exist"
+    except PermissionError:
+        problem = "cannot be read by this user"
+    except (ssl.SSLError, OSError, ValueError):
+        problem = "holds no certificate in PEM format"
+    else:
+        return
+    raise invalid(
+        "verify_tls",
+        "{path} {problem}; give the store's CA bundle (a PEM file with -----BEGIN "
+        "CERTIFICATE-----), or true to trust the system's certificate authorities",
+        str(path),
+        path=str(path),
+        problem=problem,
     )
 
 

@@ -1,6 +1,8 @@
 """``load_config``: file in, validated :class:`Config` or every problem at once out.
 
-Pure: reads one file and the given environment mapping; no network, no other files.
+Reads one file and the given environment mapping; no network. Its one side effect: the secrets
+of a valid config join the process-wide redaction list (``wcfollowup.redact``), so every log
+line, message row and page redacts them from the moment they exist in memory.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -26,6 +29,7 @@ from wcfollowup.config.errors import (
 from wcfollowup.config.fields import BASE_DIR
 from wcfollowup.config.models import DUPLICATE_NAME_ERROR, SOURCE_PATH, Config, duplicate_names
 from wcfollowup.config.yaml_source import Document, Position, read_document
+from wcfollowup.redact import register_secrets
 
 EXTENSION = "x-"
 
@@ -52,7 +56,28 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
+    register_secrets(secrets_of(config))
     return config
+
+
+def secrets_of(config: Config) -> list[str]:
+    """Every secret a config holds: API keys, the link-signing key, a database password."""
+    store, mail = config.store, config.sendgrid
+    found = [
+        store.consumer_key.get_secret_value(),
+        store.consumer_secret.get_secret_value(),
+        mail.api_key.get_secret_value(),
+    ]
+    if config.http is not None and config.http.signing_key is not None:
+        found.append(config.http.signing_key.get_secret_value())
+    if config.database.url is not None:
+        try:
+            password = urlsplit(config.database.url).password
+        except ValueError:
+            password = None
+        if password:
+            found.extend({password, unquote(password)})
+    return found
 
 
 def _translate(file: str, document: Document, error: ValidationError) -> list[ConfigProblem]:

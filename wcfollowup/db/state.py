@@ -52,6 +52,7 @@ from wcfollowup.db.schema import (
     unsubscribes,
 )
 from wcfollowup.privacy import suppression_keys
+from wcfollowup.redact import redact
 
 # Rows per multi-row INSERT: well under SQLite's 32,766 (since 3.32) and PostgreSQL's 65,535
 # parameters. 2,500 rows read 0.08 better than 500 in alternating runs of a 50,000-order backlog
@@ -1059,7 +1060,7 @@ class StateStore:
                 step=row.step,
                 status=status,
                 provider_message_id=message_id,
-                reason=reason,
+                reason=redact(reason),  # an error may echo a request: no secret is stored
                 cap_key=cap_key,
             )
         )

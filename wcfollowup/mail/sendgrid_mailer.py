@@ -22,7 +22,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from wcfollowup.mail.errors import MailAuthError, MailRejected, MailUnavailable, MailUncertain
 from wcfollowup.mail.message import OutgoingEmail
-from wcfollowup.redact import redact
+from wcfollowup.redact import redact, register_secrets
 
 # python-http-client logs request headers, including "Authorization: Bearer <key>", at DEBUG.
 logging.getLogger("python_http_client").setLevel(logging.WARNING)
@@ -76,7 +76,10 @@ class SendGridMailer:
 
         self._client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
         self._client.client.timeout = timeout
-        self._api_key = api_key
+        # Error texts are redacted against the process-wide list: make sure it has the key.
+        register_secrets([api_key])
+        # The last time SendGrid refused the key; ``run --once`` exits non-zero on it.
+        self.refused: MailAuthError | None = None
         self._from = {"email": from_email, **({"name": from_name} if from_name else {})}
         self._attempts = attempts
         self._sleep = sleep
@@ -124,11 +127,13 @@ class SendGridMailer:
             response = self._client.client.mail.send.post(request_body=body)
         except HTTPError as exc:
             status = int(getattr(exc, "status_code", 0) or 0)
-            reason = redact(_provider_reason(exc), [self._api_key])
+            reason = redact(_provider_reason(exc))
             if status in (401, 403):
-                raise MailAuthError(
-                    f"SendGrid refused the API key (HTTP {status}): {reason}"
-                ) from None
+                self.refused = MailAuthError(
+                    f"SendGrid refused the API key (HTTP {status}): {reason}. Check "
+                    "sendgrid.api_key and that the key has the Mail Send permission."
+                )
+                raise self.refused from None
             if status == 429 or status >= 500:
                 raise MailUnavailable(f"SendGrid answered HTTP {status}: {reason}") from None
             raise MailRejected(f"SendGrid rejected the message (HTTP {status}): {reason}") from None
@@ -136,7 +141,7 @@ class SendGridMailer:
             # urllib raises URLError only while connecting or writing the request; SendGrid
             # acts on a complete request, so nothing went out.
             raise MailUnavailable(
-                f"could not deliver the request to SendGrid: {exc.reason}"
+                f"could not deliver the request to SendGrid: {redact(str(exc.reason))}"
             ) from None
         except (TimeoutError, http.client.HTTPException, ConnectionError) as exc:
             raise MailUncertain(

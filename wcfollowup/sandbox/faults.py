@@ -265,6 +265,32 @@ class FaultPlan:
 # -- the answers ----------------------------------------------------------------------------
 
 
+def echo_request(status: int) -> ASGIApp:
+    """A WooCommerce-shaped JSON error that repeats the request: its method, path and query
+    string (OAuth-signed over http) and every header (``Authorization: Basic`` over https).
+
+    Debug plugins and some proxies answer like this; whatever echoes must not reach a log line,
+    a message row or a page of ours. Not a ``Fault`` kind (seeded plans draw from every kind):
+    a ``FaultSeam`` hook returns it for the requests it chooses.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = scope["path"] + (f"?{query}" if query else "")
+        headers = " ".join(
+            f"{name.decode('latin-1')}: {value.decode('latin-1')}"
+            for name, value in scope.get("headers", [])
+        )
+        body = {
+            "code": "rest_echo",
+            "message": f"{scope.get('method')} {target} {headers}",
+            "data": {"status": status, "url": target, "headers": headers},
+        }
+        await JSONResponse(body, status)(scope, receive, send)
+
+    return app
+
+
 def _store_429(variant: float) -> Response:
     body = {
         "code": "rest_too_many_requests",
@@ -454,4 +480,12 @@ class _Replay:
         return {"type": "http.disconnect"}
 
 
-__all__ = ["MAIL_FAULTS", "STORE_FAULTS", "Fault", "FaultPlan", "FaultRule", "rule"]
+__all__ = [
+    "MAIL_FAULTS",
+    "STORE_FAULTS",
+    "Fault",
+    "FaultPlan",
+    "FaultRule",
+    "echo_request",
+    "rule",
+]

@@ -24,6 +24,7 @@ class ServerThread:
             host=host,
             port=port,
             log_level="warning",
+            log_config=None,  # no raw stderr handler: demo and tests share a process with a daemon
             date_header=False,
             server_header=False,
             access_log=False,

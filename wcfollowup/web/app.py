@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wcfollowup.clock import Clock
 from wcfollowup.metrics import CONTENT_TYPE_LATEST, Metrics
+from wcfollowup.redact import redact
 from wcfollowup.tokens import BadToken, ExpiredToken, LinkSigner
 from wcfollowup.web import (
     ONE_CLICK_SOURCE,
@@ -156,7 +157,7 @@ class _Views:
         ok, reason = await run_in_threadpool(self.health)
         if ok:
             return PlainTextResponse("ok\n")
-        return PlainTextResponse(f"unhealthy: {reason}\n", status_code=503)
+        return PlainTextResponse(f"unhealthy: {redact(reason)}\n", status_code=503)
 
     async def metrics(self, _request: Request) -> Response:
         if self.metrics_source is None:

@@ -19,6 +19,11 @@ class StoreAuthError(StoreError):
     """401/403: the keys are wrong or lack permission. Retrying cannot help; pause and shout."""
 
 
+class StoreTlsError(StoreError):
+    """The store's certificate does not verify: permanent until the certificate or
+    ``store.verify_tls`` changes, so never retried."""
+
+
 class StoreRequestError(StoreError):
     """Any other 4xx: our request was wrong for this store. ``code`` is WooCommerce's own."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,10 +25,16 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from urllib3.exceptions import InsecureRequestWarning
 
 from wcfollowup.core.orders import format_wc_gmt
 from wcfollowup.core.shapes import integer
-from wcfollowup.redact import redact
+from wcfollowup.redact import redact, register_secrets
+from wcfollowup.woo.connection_errors import (
+    certificate_failure,
+    describe_connection_error,
+    tls_advice,
+)
 from wcfollowup.woo.errors import (
     CouponExists,
     OrderNotFound,
@@ -35,6 +42,7 @@ from wcfollowup.woo.errors import (
     StoreError,
     StoreRequestError,
     StoreStatusUnknown,
+    StoreTlsError,
     StoreTooOld,
     StoreUnavailable,
 )
@@ -91,12 +99,16 @@ def _is_json(response: requests.Response) -> bool:
 
 
 def _error_text(response: requests.Response) -> str:
+    """The store's error, redacted: a store or proxy may echo our request (its OAuth-signed
+    URL, its ``Authorization: Basic`` header), and this text ends up in logs and message rows.
+    """
     try:
         body = response.json()
     except ValueError:
         return f"HTTP {response.status_code} (non-JSON body)"
     if isinstance(body, dict) and "code" in body:
-        return f"HTTP {response.status_code} {body.get('code')}: {body.get('message', '')}"
+        text = f"HTTP {response.status_code} {body.get('code')}: {body.get('message', '')}"
+        return redact(text)
     return f"HTTP {response.status_code}"
 
 
@@ -117,8 +129,14 @@ class WooGateway:
     ) -> None:
         from woocommerce import API
 
+        if verify is False:
+            # The daemon says this once, at start, as a structured warning; urllib3 would print
+            # a raw Python warning into the JSON log on every request.
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+
         self.url = url
-        self._secrets = (consumer_key, consumer_secret)
+        # Every error text is redacted against the process-wide list: make sure it has ours.
+        register_secrets((consumer_key, consumer_secret))
         self._api = API(
             url=url,
             consumer_key=consumer_key,
@@ -130,6 +148,8 @@ class WooGateway:
         )
         self._attempts = attempts
         self._sleep = sleep
+        # The last time the store refused the keys; ``run --once`` exits non-zero on it.
+        self.refused: StoreAuthError | None = None
 
     # -- public calls ---------------------------------------------------------------------
 
@@ -351,6 +371,19 @@ class WooGateway:
         body: dict[str, Any] | None,
     ) -> tuple[requests.Response, Any]:
         try:
+            return self._exchange(method, endpoint, params, body)
+        except StoreAuthError as exc:
+            self.refused = exc
+            raise
+
+    def _exchange(
+        self,
+        method: str,
+        endpoint: str,
+        params: dict[str, Any],
+        body: dict[str, Any] | None,
+    ) -> tuple[requests.Response, Any]:
+        try:
             if method == "POST":
                 response = self._api.post(endpoint, body or {}, params=dict(params))
             else:
@@ -360,19 +393,25 @@ class WooGateway:
                 f"timed out talking to {self.url} ({type(exc).__name__})"
             ) from None
         except requests.RequestException as exc:
+            # Never str(exc): over http it holds the whole OAuth-signed URL.
+            failure = certificate_failure(exc)
+            if failure is not None:
+                raise StoreTlsError(tls_advice(self.url, failure)) from None
             raise StoreUnavailable(
-                f"could not reach {self.url}: {redact(str(exc), self._secrets)}"
+                f"could not reach {self.url}: {describe_connection_error(exc)}"
             ) from None
         status = response.status_code
         if 200 <= status < 300:
             return response, self._json(response)
         text = _error_text(response)
         if status in (401, 403):
-            if "nonce" in text.lower():
+            # WooCommerce's own words; a store or proxy echoing our signed request also says
+            # "oauth_nonce" and "oauth_timestamp", and is then refusing the keys.
+            if "nonce has already been used" in text.lower():
                 # The client's OAuth nonce is a hash of 8 random digits: a rare repeat is
                 # refused. A new call is signed with a new nonce, so this is worth a retry.
                 raise StoreUnavailable(f"{self.url} refused a repeated OAuth nonce; re-signing")
-            if "timestamp" in text.lower():
+            if "invalid timestamp" in text.lower():
                 raise StoreAuthError(
                     f"{self.url} refused the request time ({text}): this machine's clock is more "
                     "than 15 minutes off the store's. Enable NTP (timedatectl set-ntp true)."
