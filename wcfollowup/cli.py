@@ -7,7 +7,6 @@ Heavy imports (requests, sendgrid, SQLAlchemy, APScheduler) happen inside the co
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -234,6 +233,7 @@ def queue(
         return
     from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console
+    from wcfollowup.tools.inert import json_text
     from wcfollowup.tools.queue import list_queue, print_queue, queued_record
 
     cfg = load_or_exit(config)
@@ -243,7 +243,7 @@ def queue(
     finally:
         state.close()
     if as_json:
-        print(json.dumps([queued_record(i, cfg.store.tz) for i in items], ensure_ascii=False))
+        print(json_text([queued_record(i, cfg.store.tz) for i in items]))
     else:
         print_queue(items, cfg.store.tz, make_console())
 
@@ -382,6 +382,7 @@ def simulate(
     Example: wcfollowup simulate --since 90d --config /etc/wcfollowup/config.yaml
     """
     from wcfollowup.log_view import make_console
+    from wcfollowup.tools.inert import json_text
     from wcfollowup.tools.progress import order_progress
     from wcfollowup.tools.simulate import print_tally
     from wcfollowup.tools.simulate import simulate as run_simulation
@@ -396,7 +397,7 @@ def simulate(
     except StoreError as exc:
         _store_failed(exc)
     if as_json:
-        print(json.dumps(tally.as_dict(), ensure_ascii=False))
+        print(json_text(tally.as_dict()))
     else:
         print_tally(tally, cfg, make_console(), title="simulation (nothing was sent)")
 
@@ -470,6 +471,7 @@ def stats(
     """
     from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console
+    from wcfollowup.tools.inert import json_text
     from wcfollowup.tools.progress import order_progress
     from wcfollowup.tools.stats import collect, print_stats
     from wcfollowup.woo.errors import StoreError
@@ -487,7 +489,7 @@ def stats(
     finally:
         state.close()
     if as_json:
-        print(json.dumps(result.as_dict(), ensure_ascii=False))
+        print(json_text(result.as_dict()))
     else:
         print_stats(result, cfg, make_console())
 
