@@ -68,7 +68,7 @@ def owner_template(tmp_path: Path, text: str, languages: tuple[str, ...] = ("en"
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_costly_template_fails_quickly(tmp_path: Path, case: str) -> None:
-    path = owner_template(tmp_path, HOSTILE[case])
+    owner_template(tmp_path, HOSTILE[case])
     renderer = Renderer(tmp_path / "templates")
     started = time.monotonic()
     with pytest.raises(TemplateTooCostly):

@@ -557,7 +557,7 @@ def forget(
                     f"Erase personal data of follow-ups finished before {cutoff:%Y-%m-%d}?",
                     abort=True,
                 )
-            purged = privacy.purge_older_than(state.engine, cutoff)
+            purged = privacy.purge_older_than(state.engine, cutoff, now)
             print(f"Erased personal data from: {privacy.describe_purge(purged)}.")
             return
         assert email is not None

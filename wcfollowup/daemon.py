@@ -242,7 +242,8 @@ class Daemon:
         if retention is None:
             return None
         try:
-            purged = purge_older_than(self.state.engine, self.clock.now() - retention)
+            now = self.clock.now()
+            purged = purge_older_than(self.state.engine, now - retention, now)
         except Exception as exc:  # a failed purge is retried tomorrow; sending goes on
             log.warning("retention purge failed; will try again tomorrow", error=type(exc).__name__)
             return None
