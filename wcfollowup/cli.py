@@ -526,7 +526,8 @@ def forget(
         typer.Option(
             "--older-than",
             help="Instead of one customer: erase personal data of every follow-up that "
-            "finished more than this long ago (365d), as the daily retention job does.",
+            "finished (or waited without becoming due) more than this long ago (365d), as the "
+            "daily retention job does.",
         ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Erase without asking.")] = False,
@@ -554,7 +555,8 @@ def forget(
         if cutoff is not None:
             if not yes:
                 typer.confirm(
-                    f"Erase personal data of follow-ups finished before {cutoff:%Y-%m-%d}?",
+                    f"Erase personal data of follow-ups finished before {cutoff:%Y-%m-%d} "
+                    "(cancelling any still waiting since then)?",
                     abort=True,
                 )
             purged = privacy.purge_older_than(state.engine, cutoff, now)
