@@ -17,7 +17,7 @@ import typer
 
 if TYPE_CHECKING:
     from wcfollowup.config import Config
-    from wcfollowup.db.state import MessageRow
+    from wcfollowup.db.state import MessageRow, StateStore
 
 app = typer.Typer(
     name="wcfollowup",
@@ -88,6 +88,7 @@ def run(
 
     from wcfollowup.daemon import Daemon
     from wcfollowup.db.lock import AlreadyRunning
+    from wcfollowup.db.opening import EXIT_DATABASE, StateUnavailable
     from wcfollowup.logs import configure_logging
     from wcfollowup.woo.errors import StoreIncompatible, StoreTooOld
 
@@ -98,6 +99,9 @@ def run(
     except AlreadyRunning as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_LOCKED) from None
+    except StateUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_DATABASE) from None
     try:
         daemon.run_once()
     except (StoreTooOld, StoreIncompatible) as exc:
@@ -105,6 +109,17 @@ def run(
         raise typer.Exit(EXIT_STORE) from None
     finally:
         daemon.close()
+
+
+def _open_state(cfg: Config) -> StateStore:
+    """The state database, or one clear message and exit code 5 when it cannot be used."""
+    from wcfollowup.db.opening import EXIT_DATABASE, StateUnavailable, open_state
+
+    try:
+        return open_state(cfg)
+    except StateUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_DATABASE) from None
 
 
 def _now() -> datetime:
@@ -162,7 +177,6 @@ def show_log(
 
     Example: wcfollowup log --config /etc/wcfollowup/config.yaml --status failed --since 7d
     """
-    from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console, print_lines, print_log, write_csv
     from wcfollowup.log_view import write_json_lines as write_json
     from wcfollowup.tools.log_query import LogFilter, follow_log, read_log
@@ -181,7 +195,7 @@ def show_log(
         until=_point(until, now, cfg, end=True),
     )
     tz = cfg.store.tz
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         rows = read_log(state.engine, where, limit=limit)
         if as_json:
@@ -231,13 +245,12 @@ def queue(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console
     from wcfollowup.tools.inert import json_text
     from wcfollowup.tools.queue import list_queue, print_queue, queued_record
 
     cfg = load_or_exit(config)
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         items = list_queue(state.engine, order=order, limit=limit)
     finally:
@@ -253,13 +266,12 @@ OrderOption = Annotated[int | None, typer.Option("--order", help="Every open ste
 
 
 def _change(config: Path, action: str, step: int | None, order: int | None) -> None:
-    from wcfollowup.db.state import StateStore
     from wcfollowup.tools import queue as tools_queue
 
     if (step is None) == (order is None):
         raise typer.BadParameter("give exactly one of --step and --order")
     cfg = load_or_exit(config)
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         move = tools_queue.cancel if action == "cancelled" else tools_queue.skip
         change = move(state.engine, _now(), step=step, order=order)
@@ -310,13 +322,12 @@ def queue_retry(
     Example: wcfollowup queue retry --step 42 --config /etc/wcfollowup/config.yaml
     Example: wcfollowup queue retry --order 1234 --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.db.state import StateStore
     from wcfollowup.tools import queue as tools_queue
 
     if (step is None) == (order is None):
         raise typer.BadParameter("give exactly one of --step and --order")
     cfg = load_or_exit(config)
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         uncertain = tools_queue.uncertain_steps(state.engine, step=step, order=order)
         if uncertain and not yes:
@@ -415,7 +426,6 @@ def backfill(
 
     Example: wcfollowup backfill --since 2026-09-01 --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console
     from wcfollowup.tools import backfill as tools_backfill
     from wcfollowup.tools.progress import order_progress
@@ -430,7 +440,7 @@ def backfill(
         tools_backfill.check_since(start, now)
     except tools_backfill.BackfillRefused as exc:
         raise typer.BadParameter(str(exc)) from None
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         try:
             with order_progress("orders") as progress:
@@ -469,7 +479,6 @@ def stats(
 
     Example: wcfollowup stats --since 30d --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console
     from wcfollowup.tools.inert import json_text
     from wcfollowup.tools.progress import order_progress
@@ -480,7 +489,7 @@ def stats(
     now = _now()
     start = _point(since, now, cfg)
     assert start is not None
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         with order_progress("orders", enabled=not as_json) as progress:
             result = collect(cfg, state.engine, start, now, progress=progress)
@@ -504,10 +513,9 @@ def unsubscribe(
     Example: wcfollowup unsubscribe siti@example.com --config /etc/wcfollowup/config.yaml
     """
     from wcfollowup.clock import SystemClock
-    from wcfollowup.db.state import StateStore
 
     cfg = load_or_exit(config)
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         cancelled = state.unsubscribe(email, "command line", SystemClock().now())
     finally:
@@ -541,7 +549,6 @@ def forget(
     Example: wcfollowup forget siti@example.com --config /etc/wcfollowup/config.yaml
     """
     from wcfollowup import privacy
-    from wcfollowup.db.state import StateStore
 
     if (email is None) == (older_than is None):
         raise typer.BadParameter("give an email address, or --older-than (not both)")
@@ -550,7 +557,7 @@ def forget(
     cutoff = _point(older_than, now, cfg)
     if email is not None and "@" not in email:
         raise typer.BadParameter(f"{email!r} is not an email address")
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         if cutoff is not None:
             if not yes:
@@ -617,4 +624,7 @@ def demo(
 
 
 def main() -> None:
+    from wcfollowup.db.opening import keep_files_private
+
+    keep_files_private()
     app()

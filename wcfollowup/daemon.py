@@ -20,8 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from wcfollowup.clock import Clock, SystemClock
 from wcfollowup.config import Config
-from wcfollowup.db.lock import AlreadyRunning
-from wcfollowup.db.state import DatabaseUnavailable, StateStore, database_problem
+from wcfollowup.db.opening import open_state
+from wcfollowup.db.state import DatabaseUnavailable, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.dispatcher import Dispatcher, DispatchResult
 from wcfollowup.engine.poller import Poller, PollResult
@@ -68,12 +68,9 @@ class Daemon:
         )
         # Before the lock: a missing key must not leave the database locked.
         self.signer = make_signer(config)
-        self.state = StateStore(config.database.sqlalchemy_url)
-        try:
-            self.state.lock()
-        except AlreadyRunning:
-            self.state.close()
-            raise
+        # A fault opening the database raises StateUnavailable, one clear message; another
+        # daemon on it, AlreadyRunning.
+        self.state = open_state(config, daemon=True)
         self._sleep = sleep
         self.metrics = Metrics(started_at=self.clock.now())
         self._web: WebServer | None = None
