@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from sqlalchemy import text
 from support import write_engine_config
 
 from wcfollowup.db.opening import EXIT_DATABASE
-from wcfollowup.db.state import StateStore
+from wcfollowup.db.state import StateStore, _sqlite_pragmas
 from wcfollowup.sandbox import Sandbox
 
 BODY = """\
@@ -48,12 +49,22 @@ def cli(
 
 
 def test_secure_delete_is_on(tmp_path: Path) -> None:
+    """Erased addresses and comments are overwritten in the file, not just unlinked."""
     state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         with state.engine.connect() as conn:
             assert conn.execute(text("PRAGMA secure_delete")).scalar() == 1
     finally:
         state.close()
+    # Also where SQLite was built without SECURE_DELETE (this one may have been): our own
+    # connection setup turns it on.
+    raw = sqlite3.connect(tmp_path / "other.db")
+    try:
+        raw.execute("PRAGMA secure_delete=OFF")
+        _sqlite_pragmas(raw, None)
+        assert raw.execute("PRAGMA secure_delete").fetchone() == (1,)
+    finally:
+        raw.close()
 
 
 def test_state_files_are_private_whatever_the_umask(tmp_path: Path, sandbox: Sandbox) -> None:
