@@ -9,6 +9,7 @@ and an 8-bit CSI; the comment starts like a spreadsheet formula.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import unicodedata
@@ -179,3 +180,22 @@ def test_the_helpers() -> None:
     text = json_text(value)
     assert json.loads(text) == value and "Budi Đặng 北京" in text
     assert_inert(text)
+
+
+def test_preview_prints_the_customers_name_inert(tmp_path: Path, sandbox: Sandbox) -> None:
+    """The text part keeps its lines; what the customer typed cannot drive the terminal."""
+    path, _config = tools_config(tmp_path, sandbox)
+    order_id = sandbox.store.orders_ids(status="completed")[0]
+    record = sandbox.store.orders[order_id]
+    hostile = "Siti\x1b]52;c;ZXZpbA==\x07\x1b[2J\u202e"
+    record.customer = dataclasses.replace(record.customer, first_name=hostile)
+    env = {**sandbox_env(sandbox), "WCFOLLOWUP_CONFIG": str(path)}
+    shown = CliRunner().invoke(
+        app,
+        ["preview", str(order_id), "--step", "thank-you", "--html-out", str(tmp_path / "p.html")],
+        env=env,
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "Siti\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\u202e" in shown.output
+    assert len(shown.output.splitlines()) > 5  # the text part is still shown line by line
+    assert_inert(shown.output)
