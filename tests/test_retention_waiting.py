@@ -14,8 +14,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 from support import drain, sandbox_env, write_engine_config
+from typer.testing import CliRunner
 
 from wcfollowup import privacy
+from wcfollowup.cli import app
 from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
 from wcfollowup.daemon import Daemon
@@ -102,3 +104,17 @@ def test_steps_that_never_became_due_are_cancelled_and_their_data_purged(
     drain(daemon)
     assert all(siti not in [a.lower() for a in m.to] for m in sandbox.sink.messages[sent_before:])
     assert daemon.purge_once() == privacy.Purge()
+
+
+def test_check_says_when_a_step_comes_after_the_retention(tmp_path: Path, sandbox: Sandbox) -> None:
+    path = write_engine_config(tmp_path / "config.yaml", sandbox, BODY)
+    env = {**sandbox_env(sandbox), "WCFOLLOWUP_CONFIG": str(path)}
+    checked = CliRunner().invoke(app, ["check"], env=env)
+    assert checked.exit_code == 2
+    assert (
+        "step 'next-year' of sequence 'anniversary' comes 400d after completion, later than "
+        "privacy.retention (365d)" in checked.output
+    )
+    assert "'review'" not in checked.output  # 1 day after delivery: fine
+    sooner = write_engine_config(tmp_path / "config.yaml", sandbox, BODY.replace("400d", "300d"))
+    assert CliRunner().invoke(app, ["check", "--config", str(sooner)], env=env).exit_code == 0

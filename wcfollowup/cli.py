@@ -57,14 +57,15 @@ def check(config: ConfigOption = Path("config.yaml")) -> None:
 
     Example: wcfollowup check --config /etc/wcfollowup/config.yaml
     """
+    from wcfollowup.privacy import steps_beyond_retention
     from wcfollowup.template_check import check_templates
 
     cfg = load_or_exit(config)
-    problems = check_templates(cfg)
+    problems = check_templates(cfg) + steps_beyond_retention(cfg)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        print(f"{len(problems)} problem(s) in templates", file=sys.stderr)
+        print(f"{len(problems)} problem(s) in templates and steps", file=sys.stderr)
         raise typer.Exit(EXIT_CONFIG)
     print(f"{config}: OK ({len(cfg.sequences)} sequence(s))")
 

@@ -19,8 +19,8 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
@@ -34,6 +34,9 @@ from wcfollowup.db.schema import (
     survey_responses,
     unsubscribes,
 )
+
+if TYPE_CHECKING:
+    from wcfollowup.config import Config
 
 HASH_PREFIX = "sha256:"
 ERASED_REASON = "personal data erased on request"
@@ -421,6 +424,27 @@ def _scrub_messages(conn: Connection, where: Any) -> int:
         )
         changed += 1
     return changed
+
+
+def steps_beyond_retention(config: Config) -> list[str]:
+    """Steps that come later than ``privacy.retention``, for ``wcfollowup check``: retention
+    would cancel them (see :func:`purge_older_than`) before they are ever due."""
+    retention = config.privacy.retention
+    if retention is None:
+        return []
+    return [
+        f"step '{step.name}' of sequence '{sequence.name}' comes {_days(step.after)} after "
+        f"{'delivery' if step.anchor == 'delivered' else 'completion'}, later than "
+        f"privacy.retention ({_days(retention)}): the daily retention job would cancel it "
+        "before it is due; make it sooner or keep personal data longer"
+        for sequence in config.sequences
+        for step in sequence.steps
+        if step.after > retention
+    ]
+
+
+def _days(delay: timedelta) -> str:
+    return f"{delay.days}d" if delay.days else f"{int(delay.total_seconds() // 3600)}h"
 
 
 # --- helpers -------------------------------------------------------------------------------------
