@@ -322,7 +322,7 @@ def test_a_purge_larger_than_a_statement_can_carry_and_its_once_memory(store_url
             )
         )
         conn.execute(once_sequences.insert().values(store_id=shop.id, sequence="welcome"))
-    purged = privacy.purge_older_than(state.engine, datetime(2025, 1, 1, tzinfo=UTC))
+    purged = privacy.purge_older_than(state.engine, datetime(2025, 1, 1, tzinfo=UTC), NOW)
     assert purged.enrollments == count
     with state.engine.connect() as conn:
         assert conn.execute(select(once_customers)).first() is None
@@ -391,7 +391,7 @@ def test_a_purge_keeps_remembering_a_customer_a_newer_enrolment_still_names(
             text("UPDATE enrollments SET enrolled_at = :at WHERE order_id IN (1, 3)"),
             {"at": datetime(2024, 1, 1)},
         )
-    purged = privacy.purge_older_than(state.engine, datetime(2025, 1, 1, tzinfo=UTC))
+    purged = privacy.purge_older_than(state.engine, datetime(2025, 1, 1, tzinfo=UTC), NOW)
     assert purged.enrollments == 2
     with state.engine.connect() as conn:
         kept = sorted(r.customer_key for r in conn.execute(select(once_customers)))

@@ -7,7 +7,6 @@ Heavy imports (requests, sendgrid, SQLAlchemy, APScheduler) happen inside the co
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -20,7 +19,7 @@ from wcfollowup.exit_codes import ExitCode, exit_code_for
 
 if TYPE_CHECKING:
     from wcfollowup.config import Config
-    from wcfollowup.db.state import MessageRow
+    from wcfollowup.db.state import MessageRow, StateStore
 
 app = typer.Typer(
     name="wcfollowup",
@@ -56,14 +55,15 @@ def check(config: ConfigOption = Path("config.yaml")) -> None:
 
     Example: wcfollowup check --config /etc/wcfollowup/config.yaml
     """
+    from wcfollowup.privacy import steps_beyond_retention
     from wcfollowup.template_check import check_templates
 
     cfg = load_or_exit(config)
-    problems = check_templates(cfg)
+    problems = check_templates(cfg) + steps_beyond_retention(cfg)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        print(f"{len(problems)} problem(s) in templates", file=sys.stderr)
+        print(f"{len(problems)} problem(s) in templates and steps", file=sys.stderr)
         raise typer.Exit(ExitCode.CONFIG)
     print(f"{config}: OK ({len(cfg.sequences)} sequence(s))")
 
@@ -91,6 +91,7 @@ def run(
 
     from wcfollowup.daemon import Daemon, KeyUnavailable
     from wcfollowup.db.lock import AlreadyRunning, LockLost
+    from wcfollowup.db.opening import StateUnavailable
     from wcfollowup.logs import configure_logging
     from wcfollowup.woo.errors import StoreIncompatible, StoreTooOld
 
@@ -102,6 +103,8 @@ def run(
         _fail(exc, ExitCode.ALREADY_RUNNING)
     except KeyUnavailable as exc:
         _fail(exc, ExitCode.CONFIG)
+    except StateUnavailable as exc:
+        _fail(exc, ExitCode.DATABASE_UNAVAILABLE)
     try:
         problem = daemon.run_once()
     except (StoreTooOld, StoreIncompatible) as exc:
@@ -120,6 +123,17 @@ def _fail(problem: BaseException, code: ExitCode) -> NoReturn:
 
     print(f"error: {redact(str(problem))}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def _open_state(cfg: Config) -> StateStore:
+    """The state database, or one clear message and exit code 9 when it cannot be used."""
+    from wcfollowup.db.opening import StateUnavailable, open_state
+
+    try:
+        return open_state(cfg)
+    except StateUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(ExitCode.DATABASE_UNAVAILABLE) from None
 
 
 def _now() -> datetime:
@@ -179,7 +193,6 @@ def show_log(
 
     Example: wcfollowup log --config /etc/wcfollowup/config.yaml --status failed --since 7d
     """
-    from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console, print_lines, print_log, write_csv
     from wcfollowup.log_view import write_json_lines as write_json
     from wcfollowup.tools.log_query import LogFilter, follow_log, read_log
@@ -198,7 +211,7 @@ def show_log(
         until=_point(until, now, cfg, end=True),
     )
     tz = cfg.store.tz
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         rows = _redacted(read_log(state.engine, where, limit=limit))
         if as_json:
@@ -258,18 +271,18 @@ def queue(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console
+    from wcfollowup.tools.inert import json_text
     from wcfollowup.tools.queue import list_queue, print_queue, queued_record
 
     cfg = load_or_exit(config)
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         items = list_queue(state.engine, order=order, limit=limit)
     finally:
         state.close()
     if as_json:
-        print(json.dumps([queued_record(i, cfg.store.tz) for i in items], ensure_ascii=False))
+        print(json_text([queued_record(i, cfg.store.tz) for i in items]))
     else:
         print_queue(items, cfg.store.tz, make_console())
 
@@ -279,13 +292,12 @@ OrderOption = Annotated[int | None, typer.Option("--order", help="Every open ste
 
 
 def _change(config: Path, action: str, step: int | None, order: int | None) -> None:
-    from wcfollowup.db.state import StateStore
     from wcfollowup.tools import queue as tools_queue
 
     if (step is None) == (order is None):
         raise typer.BadParameter("give exactly one of --step and --order")
     cfg = load_or_exit(config)
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         move = tools_queue.cancel if action == "cancelled" else tools_queue.skip
         change = move(state.engine, _now(), step=step, order=order)
@@ -336,13 +348,12 @@ def queue_retry(
     Example: wcfollowup queue retry --step 42 --config /etc/wcfollowup/config.yaml
     Example: wcfollowup queue retry --order 1234 --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.db.state import StateStore
     from wcfollowup.tools import queue as tools_queue
 
     if (step is None) == (order is None):
         raise typer.BadParameter("give exactly one of --step and --order")
     cfg = load_or_exit(config)
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         uncertain = tools_queue.uncertain_steps(state.engine, step=step, order=order)
         if uncertain and not yes:
@@ -408,6 +419,7 @@ def simulate(
     Example: wcfollowup simulate --since 90d --config /etc/wcfollowup/config.yaml
     """
     from wcfollowup.log_view import make_console
+    from wcfollowup.tools.inert import json_text
     from wcfollowup.tools.progress import order_progress
     from wcfollowup.tools.simulate import print_tally
     from wcfollowup.tools.simulate import simulate as run_simulation
@@ -422,7 +434,7 @@ def simulate(
     except StoreError as exc:
         _store_failed(exc)
     if as_json:
-        print(json.dumps(tally.as_dict(), ensure_ascii=False))
+        print(json_text(tally.as_dict()))
     else:
         print_tally(tally, cfg, make_console(), title="simulation (nothing was sent)")
 
@@ -440,7 +452,6 @@ def backfill(
 
     Example: wcfollowup backfill --since 2026-09-01 --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console
     from wcfollowup.tools import backfill as tools_backfill
     from wcfollowup.tools.progress import order_progress
@@ -455,7 +466,7 @@ def backfill(
         tools_backfill.check_since(start, now)
     except tools_backfill.BackfillRefused as exc:
         raise typer.BadParameter(str(exc)) from None
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         try:
             with order_progress("orders") as progress:
@@ -494,8 +505,8 @@ def stats(
 
     Example: wcfollowup stats --since 30d --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.db.state import StateStore
     from wcfollowup.log_view import make_console
+    from wcfollowup.tools.inert import json_text
     from wcfollowup.tools.progress import order_progress
     from wcfollowup.tools.stats import collect, print_stats
     from wcfollowup.woo.errors import StoreError
@@ -504,7 +515,7 @@ def stats(
     now = _now()
     start = _point(since, now, cfg)
     assert start is not None
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         with order_progress("orders", enabled=not as_json) as progress:
             result = collect(cfg, state.engine, start, now, progress=progress)
@@ -513,7 +524,7 @@ def stats(
     finally:
         state.close()
     if as_json:
-        print(json.dumps(result.as_dict(), ensure_ascii=False))
+        print(json_text(result.as_dict()))
     else:
         print_stats(result, cfg, make_console())
 
@@ -528,10 +539,9 @@ def unsubscribe(
     Example: wcfollowup unsubscribe siti@example.com --config /etc/wcfollowup/config.yaml
     """
     from wcfollowup.clock import SystemClock
-    from wcfollowup.db.state import StateStore
 
     cfg = load_or_exit(config)
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         cancelled = state.unsubscribe(email, "command line", SystemClock().now())
     finally:
@@ -550,7 +560,8 @@ def forget(
         typer.Option(
             "--older-than",
             help="Instead of one customer: erase personal data of every follow-up that "
-            "finished more than this long ago (365d), as the daily retention job does.",
+            "finished (or waited without becoming due) more than this long ago (365d), as the "
+            "daily retention job does.",
         ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Erase without asking.")] = False,
@@ -564,7 +575,6 @@ def forget(
     Example: wcfollowup forget siti@example.com --config /etc/wcfollowup/config.yaml
     """
     from wcfollowup import privacy
-    from wcfollowup.db.state import StateStore
 
     if (email is None) == (older_than is None):
         raise typer.BadParameter("give an email address, or --older-than (not both)")
@@ -573,15 +583,16 @@ def forget(
     cutoff = _point(older_than, now, cfg)
     if email is not None and "@" not in email:
         raise typer.BadParameter(f"{email!r} is not an email address")
-    state = StateStore(cfg.database.sqlalchemy_url)
+    state = _open_state(cfg)
     try:
         if cutoff is not None:
             if not yes:
                 typer.confirm(
-                    f"Erase personal data of follow-ups finished before {cutoff:%Y-%m-%d}?",
+                    f"Erase personal data of follow-ups finished before {cutoff:%Y-%m-%d} "
+                    "(cancelling any still waiting since then)?",
                     abort=True,
                 )
-            purged = privacy.purge_older_than(state.engine, cutoff)
+            purged = privacy.purge_older_than(state.engine, cutoff, now)
             print(f"Erased personal data from: {privacy.describe_purge(purged)}.")
             return
         assert email is not None
@@ -639,4 +650,7 @@ def demo(
 
 
 def main() -> None:
+    from wcfollowup.db.opening import keep_files_private
+
+    keep_files_private()
     app()

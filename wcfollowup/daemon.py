@@ -21,8 +21,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from wcfollowup.clock import Clock, SystemClock
 from wcfollowup.config import Config
-from wcfollowup.db.lock import AlreadyRunning, LockLost
-from wcfollowup.db.state import DatabaseUnavailable, StateStore, database_problem
+from wcfollowup.db.lock import LockLost
+from wcfollowup.db.opening import open_state
+from wcfollowup.db.state import DatabaseUnavailable, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.dispatcher import Dispatcher, DispatchResult
 from wcfollowup.engine.poller import Poller, PollResult
@@ -83,12 +84,9 @@ class Daemon:
             )
         # Before the lock: a missing key must not leave the database locked.
         self.signer = make_signer(config)
-        self.state = StateStore(config.database.sqlalchemy_url)
-        try:
-            self.state.lock()
-        except AlreadyRunning:
-            self.state.close()
-            raise
+        # A fault opening the database raises StateUnavailable, one clear message; another
+        # daemon on it, AlreadyRunning.
+        self.state = open_state(config, daemon=True)
         self._sleep = sleep
         self.metrics = Metrics(started_at=self.clock.now())
         self._web: WebServer | None = None
@@ -293,7 +291,8 @@ class Daemon:
         if retention is None:
             return None
         try:
-            purged = purge_older_than(self.state.engine, self.clock.now() - retention)
+            now = self.clock.now()
+            purged = purge_older_than(self.state.engine, now - retention, now)
         except Exception as exc:  # a failed purge is retried tomorrow; sending goes on
             log.warning("retention purge failed; will try again tomorrow", error=type(exc).__name__)
             return None

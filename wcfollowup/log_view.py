@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections.abc import Sequence
 from datetime import tzinfo
@@ -14,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from wcfollowup.db.state import MessageRow
+from wcfollowup.tools.inert import csv_cell, for_terminal, json_text
 
 STATUS_STYLE = {
     "sent": "green",
@@ -48,9 +48,15 @@ def _local(row: MessageRow, tz: tzinfo) -> str:
     return row.at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
+def shown(text: str) -> str:
+    """Text from customers, the store or a provider, safe to print: no control character
+    reaches the terminal and no ``[...]`` is read as Rich markup."""
+    return escape(for_terminal(text))
+
+
 def _status(status: str) -> str:
     style = STATUS_STYLE.get(status, "")
-    return f"[{style}]{escape(status)}[/]" if style else escape(status)
+    return f"[{style}]{shown(status)}[/]" if style else shown(status)
 
 
 def print_log(rows: Sequence[MessageRow], tz: tzinfo, console: Console | None = None) -> None:
@@ -68,16 +74,16 @@ def print_log(rows: Sequence[MessageRow], tz: tzinfo, console: Console | None = 
     ):
         table.add_column(column, overflow="fold")
     for row in rows:
-        # Names and reasons come from customers' orders: never let them be read as markup.
+        # Numbers, addresses and reasons come from orders, comments and providers.
         table.add_row(
             _local(row, tz),
-            f"#{escape(row.order_number)}",
-            escape(row.recipient),
-            escape(row.sequence),
-            escape(row.step),
+            f"#{shown(row.order_number)}",
+            shown(row.recipient),
+            shown(row.sequence),
+            shown(row.step),
             _status(row.status),
-            escape(row.provider_message_id or ""),
-            escape(row.reason),
+            shown(row.provider_message_id or ""),
+            shown(row.reason),
         )
     console.print(table)
 
@@ -87,9 +93,9 @@ def print_lines(rows: Sequence[MessageRow], tz: tzinfo, console: Console | None 
     console = console or make_console()
     for row in rows:
         console.print(
-            f"{_local(row, tz)}  #{escape(row.order_number)}  {escape(row.recipient)}  "
-            f"{escape(row.sequence)}/{escape(row.step)}  {_status(row.status)}  "
-            f"{escape(row.reason)}",
+            f"{_local(row, tz)}  #{shown(row.order_number)}  {shown(row.recipient)}  "
+            f"{shown(row.sequence)}/{shown(row.step)}  {_status(row.status)}  "
+            f"{shown(row.reason)}",
             highlight=False,
         )
 
@@ -111,17 +117,18 @@ def as_record(row: MessageRow, tz: tzinfo) -> dict[str, Any]:
 
 
 def write_json_lines(rows: Sequence[MessageRow], tz: tzinfo, out: TextIO) -> None:
+    """The exact rows (JSON's escapes keep every character without printing it raw)."""
     for row in rows:
-        out.write(json.dumps(as_record(row, tz), ensure_ascii=False) + "\n")
+        out.write(json_text(as_record(row, tz)) + "\n")
     out.flush()
 
 
 def write_csv(rows: Sequence[MessageRow], tz: tzinfo, out: TextIO, *, header: bool = True) -> None:
+    """One line per row for spreadsheets: no cell is a formula and none holds a control
+    character (``--json`` is the exact export)."""
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     if header:
         writer.writeheader()
     for row in rows:
-        record = as_record(row, tz)
-        record["provider_message_id"] = record["provider_message_id"] or ""
-        writer.writerow(record)
+        writer.writerow({k: csv_cell(v) for k, v in as_record(row, tz).items()})
     out.flush()

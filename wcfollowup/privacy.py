@@ -19,8 +19,8 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
@@ -35,10 +35,17 @@ from wcfollowup.db.schema import (
     unsubscribes,
 )
 
+if TYPE_CHECKING:
+    from wcfollowup.config import Config
+
 HASH_PREFIX = "sha256:"
 ERASED_REASON = "personal data erased on request"
 FORGET_CANCEL_REASON = "cancelled: the customer asked to be forgotten"
 FORGET_SOURCE = "forget (erased on request)"
+RETENTION_CANCEL_REASON = (
+    "cancelled: it waited longer than the retention period without becoming due, so its "
+    "personal data was removed"
+)
 # Steps that may still act; claimed/sending ones finish, then meet the hashed unsubscribe.
 OPEN_STATES = ("waiting", "pending", "claimed")
 LIVE_STATES = (*OPEN_STATES, "sending")
@@ -108,10 +115,17 @@ class Purge:
     messages: int = 0
     survey_answers: int = 0
     coupons: int = 0
+    steps_cancelled: int = 0  # never became due within the retention period
 
     @property
     def total(self) -> int:
-        return self.enrollments + self.messages + self.survey_answers + self.coupons
+        return (
+            self.enrollments
+            + self.messages
+            + self.survey_answers
+            + self.coupons
+            + self.steps_cancelled
+        )
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -271,32 +285,43 @@ def _suppress_by_hash(conn: Connection, address: str, now: datetime) -> None:
 # --- retention -----------------------------------------------------------------------------------
 
 
-def purge_older_than(engine: Engine, cutoff: datetime) -> Purge:
-    """Remove personal data from follow-ups that finished before ``cutoff``; one transaction.
+def purge_older_than(engine: Engine, cutoff: datetime, now: datetime) -> Purge:
+    """Remove personal data from follow-ups older than ``cutoff``; one transaction.
 
-    An enrollment is old when it was enrolled before the cutoff and none of its steps is still
-    live or changed since; its log rows, survey answer and coupon go with it. Unsubscribes stay:
-    they are what keeps the customer from being emailed again.
+    What an owner who sets ``retention: 730d`` expects: two years after an order was enrolled,
+    nothing personal about it is left unless it still has something to do *now*. So an
+    enrollment enrolled before the cutoff is purged when none of its steps is
+
+    - due, claimed or being sent (``pending`` with a due time that has come, ``claimed``,
+      ``sending``): it is about to go out, and is purged once it has;
+    - changed since the cutoff (sent, answered, skipped, rescheduled recently).
+
+    Everything else counts as old: finished steps, and steps that have been waiting longer than
+    the retention period without ever becoming due (a delivery that never came for a step
+    after ``{delivered: 3d}`` without ``assume_after``, or a step scheduled further out than
+    the retention). Such waiting steps are cancelled, with a line in the message log, before
+    their enrollment loses its address: no email ever goes to an erased address, and ``stats``
+    counts them as cancelled.
+
+    The enrollment's log rows, survey answer and coupon go with it. Unsubscribes stay: they are
+    what keeps the customer from being emailed again.
     """
     with engine.begin() as conn:
         recent = select(steps.c.enrollment_id).where(
-            or_(steps.c.state.in_(LIVE_STATES), steps.c.updated_at >= cutoff)
+            or_(
+                steps.c.state.in_(("claimed", "sending")),
+                and_(steps.c.state == "pending", steps.c.due_at <= now),
+                steps.c.updated_at >= cutoff,
+            )
+        )
+        expired = select(enrollments.c.id).where(
+            enrollments.c.enrolled_at < cutoff, enrollments.c.id.not_in(recent)
         )
         old = _ids(
             conn,
-            select(enrollments.c.id).where(
-                enrollments.c.enrolled_at < cutoff,
-                enrollments.c.id.not_in(recent),
-                or_(enrollments.c.email != "", enrollments.c.customer_key != ""),
-            ),
+            expired.where(or_(enrollments.c.email != "", enrollments.c.customer_key != "")),
         )
-        old_steps = select(steps.c.id).where(
-            steps.c.enrollment_id.in_(
-                select(enrollments.c.id).where(
-                    enrollments.c.enrolled_at < cutoff, enrollments.c.id.not_in(recent)
-                )
-            )
-        )
+        old_steps = select(steps.c.id).where(steps.c.enrollment_id.in_(expired))
         enrolled = sum(
             conn.execute(
                 update(enrollments)
@@ -332,12 +357,54 @@ def purge_older_than(engine: Engine, cutoff: datetime) -> Purge:
             )
             .values(email="")
         ).rowcount
+        # Last: cancelling touches the steps, and ``expired`` is read from them.
+        cancelled = _cancel_never_due(conn, expired, now)
     return Purge(
         enrollments=int(enrolled),
         messages=logged,
         survey_answers=int(answered),
         coupons=int(issued),
+        steps_cancelled=cancelled,
     )
+
+
+def _cancel_never_due(conn: Connection, expired: Any, now: datetime) -> int:
+    """Cancel the still-open steps of expired enrollments (they never became due), each with
+    a log line that names no one."""
+    waiting = conn.execute(
+        select(
+            steps.c.id,
+            steps.c.store_id,
+            steps.c.order_id,
+            steps.c.sequence,
+            steps.c.step,
+            enrollments.c.order_number,
+        )
+        .join(enrollments, enrollments.c.id == steps.c.enrollment_id)
+        .where(steps.c.enrollment_id.in_(expired), steps.c.state.in_(("waiting", "pending")))
+    ).all()
+    for row in waiting:
+        changed = conn.execute(
+            update(steps)
+            .where(steps.c.id == row.id, steps.c.state.in_(("waiting", "pending")))
+            .values(state="cancelled", updated_at=now)
+        ).rowcount
+        if changed:
+            conn.execute(
+                insert(messages).values(
+                    at=now,
+                    step_id=row.id,
+                    store_id=row.store_id,
+                    order_id=row.order_id,
+                    order_number=row.order_number,
+                    recipient="",
+                    sequence=row.sequence,
+                    step=row.step,
+                    status="cancelled",
+                    reason=RETENTION_CANCEL_REASON,
+                )
+            )
+    return len(waiting)
 
 
 def _scrub_messages(conn: Connection, where: Any) -> int:
@@ -357,6 +424,27 @@ def _scrub_messages(conn: Connection, where: Any) -> int:
         )
         changed += 1
     return changed
+
+
+def steps_beyond_retention(config: Config) -> list[str]:
+    """Steps that come later than ``privacy.retention``, for ``wcfollowup check``: retention
+    would cancel them (see :func:`purge_older_than`) before they are ever due."""
+    retention = config.privacy.retention
+    if retention is None:
+        return []
+    return [
+        f"step '{step.name}' of sequence '{sequence.name}' comes {_days(step.after)} after "
+        f"{'delivery' if step.anchor == 'delivered' else 'completion'}, later than "
+        f"privacy.retention ({_days(retention)}): the daily retention job would cancel it "
+        "before it is due; make it sooner or keep personal data longer"
+        for sequence in config.sequences
+        for step in sequence.steps
+        if step.after > retention
+    ]
+
+
+def _days(delay: timedelta) -> str:
+    return f"{delay.days}d" if delay.days else f"{int(delay.total_seconds() // 3600)}h"
 
 
 # --- helpers -------------------------------------------------------------------------------------

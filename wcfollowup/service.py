@@ -65,6 +65,7 @@ def serve(config_path: Path, *, clock: Clock | None = None) -> int:
     from wcfollowup.config import ConfigError, load_config
     from wcfollowup.daemon import Daemon, KeyUnavailable
     from wcfollowup.db.lock import AlreadyRunning
+    from wcfollowup.db.opening import StateUnavailable
     from wcfollowup.logs import configure_logging
     from wcfollowup.web.server import WebServerError
     from wcfollowup.woo.errors import StoreIncompatible, StoreTooOld
@@ -85,6 +86,9 @@ def serve(config_path: Path, *, clock: Clock | None = None) -> int:
     except AlreadyRunning as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except StateUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.DATABASE_UNAVAILABLE
     except KeyUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -295,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="wcfollowup-service", description=main.__doc__)
     parser.add_argument("--config", "-c", type=Path, required=True, help="the YAML config")
     args = parser.parse_args(argv)
+    from wcfollowup.db.opening import keep_files_private
+
+    keep_files_private()
     sys.exit(serve(args.config))
 
 

@@ -60,6 +60,26 @@ def _client_class() -> Any:
     return SendGridAPIClient
 
 
+def ascii_address(address: str) -> str:
+    """The address as SendGrid accepts it: an internationalised domain in its ASCII (IDNA,
+    "punycode") form, ``budi@bücher.example`` -> ``budi@xn--bcher-kva.example``.
+
+    Customers may register with such domains and mail servers route them by the ASCII name;
+    SendGrid rejects the Unicode form. The local part is left as it is (email-validator's
+    UTS-46 mapping is used for the domain, as when the address was validated).
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        checked = validate_email(address, check_deliverability=False, test_environment=True)
+    except EmailNotValidError:
+        return address  # SendGrid says what is wrong with it
+    return f"{local}@{checked.ascii_domain}"
+
+
 class SendGridMailer:
     def __init__(
         self,
@@ -80,12 +100,15 @@ class SendGridMailer:
         register_secrets([api_key])
         # The last time SendGrid refused the key; ``run --once`` exits non-zero on it.
         self.refused: MailAuthError | None = None
-        self._from = {"email": from_email, **({"name": from_name} if from_name else {})}
+        self._from = {
+            "email": ascii_address(from_email),
+            **({"name": from_name} if from_name else {}),
+        }
         self._attempts = attempts
         self._sleep = sleep
 
     def payload(self, email: OutgoingEmail) -> dict[str, Any]:
-        recipient = {"email": email.to_email}
+        recipient = {"email": ascii_address(email.to_email)}
         # SendGrid refuses ';' and ',' in display names.
         name = email.to_name.replace(";", " ").replace(",", " ").strip()
         if name:

@@ -6,6 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from rich.markup import escape
+
+from wcfollowup.tools.inert import for_terminal
+
 
 class Previewed(Protocol):
     """What ``engine.preview.PreviewedEmail`` carries (kept structural: that module is heavy)."""
@@ -48,18 +52,19 @@ def write_previews(
     written: list[Path] = []
     names = [email.step for email in emails]
     for email in emails:
-        console.rule(f"{email.sequence} / {email.step} ({email.kind})")
-        console.print(f"To: {email.recipient}", markup=False)
+        # The order's names, addresses and notes are the customer's: shown inert.
+        console.rule(escape(for_terminal(f"{email.sequence} / {email.step} ({email.kind})")))
+        console.print(f"To: {for_terminal(email.recipient)}", markup=False)
         if email.note:
-            console.print(f"Note: {email.note}", markup=False, style="yellow")
+            console.print(f"Note: {for_terminal(email.note)}", markup=False, style="yellow")
         if not email.html and not email.text:
             continue
-        console.print(f"Subject: {email.subject}", markup=False)
+        console.print(f"Subject: {for_terminal(email.subject)}", markup=False)
         qualify = names.count(email.step) > 1
         path = html_path(order_id, email, html_out, len(emails), qualify=qualify)
         path.write_text(email.html, encoding="utf-8")
         written.append(path)
         console.print(f"HTML: {path}", markup=False)
         console.print()
-        console.print(email.text, markup=False, highlight=False)
+        console.print(for_terminal(email.text, multiline=True), markup=False, highlight=False)
     return written

@@ -207,8 +207,9 @@ def queued_record(item: QueuedStep, tz: Any) -> dict[str, Any]:
 
 
 def print_queue(items: list[QueuedStep], tz: Any, console: Any) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from wcfollowup.log_view import shown
 
     table = Table(title=f"what goes out next ({len(items)} steps, times in {tz})", expand=False)
     for column in ("step id", "due", "order", "recipient", "sequence", "step", "kind", "state"):
@@ -223,12 +224,12 @@ def print_queue(items: list[QueuedStep], tz: Any, console: Any) -> None:
         table.add_row(
             str(item.id),
             due,
-            f"#{escape(item.order_number)}",
-            escape(item.recipient),
-            escape(item.sequence),
-            escape(item.step),
-            item.kind,
-            state,
+            f"#{shown(item.order_number)}",
+            shown(item.recipient),
+            shown(item.sequence),
+            shown(item.step),
+            shown(item.kind),
+            shown(state),
         )
     console.print(table)
 

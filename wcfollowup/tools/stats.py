@@ -252,12 +252,13 @@ def print_stats(stats: Stats, config: Config, console: Any) -> None:
     from rich.table import Table
 
     from wcfollowup.core.money import format_money
+    from wcfollowup.log_view import shown
 
     tz, language = config.store.tz, config.store.language
 
     def money(values: dict[str, Decimal]) -> str:
-        shown = [format_money(v, c, language) for c, v in sorted(values.items())]
-        return ", ".join(shown) or "-"
+        amounts = [shown(format_money(v, c, language)) for c, v in sorted(values.items())]
+        return ", ".join(amounts) or "-"
 
     console.print(
         f"From {stats.since.astimezone(tz):%Y-%m-%d %H:%M} to "
@@ -267,9 +268,11 @@ def print_stats(stats: Stats, config: Config, console: Any) -> None:
     for column in ("sequence", "step", *OUTCOMES):
         outcomes.add_column(column)
     for entry in stats.steps:
-        outcomes.add_row(entry.sequence, entry.step, *(str(entry.counts[o]) for o in OUTCOMES))
+        outcomes.add_row(
+            shown(entry.sequence), shown(entry.step), *(str(entry.counts[o]) for o in OUTCOMES)
+        )
     console.print(outcomes)
-    enrolled = ", ".join(f"{k}: {v}" for k, v in sorted(stats.enrolled.items())) or "none"
+    enrolled = ", ".join(f"{shown(k)}: {v}" for k, v in sorted(stats.enrolled.items())) or "none"
     console.print(f"Orders enrolled in the period: {enrolled}")
     if stats.surveys is None:
         console.print("Surveys: this database has no survey answers yet.")
@@ -279,7 +282,9 @@ def print_stats(stats: Stats, config: Config, console: Any) -> None:
             surveys.add_column(column)
         for survey in stats.surveys:
             average = f"{survey.average:.2f}" if survey.average is not None else "-"
-            surveys.add_row(survey.sequence, survey.step, str(survey.answered), average)
+            surveys.add_row(
+                shown(survey.sequence), shown(survey.step), str(survey.answered), average
+            )
         console.print(surveys)
     if stats.coupons_issued is not None:
         line = (
@@ -287,7 +292,8 @@ def print_stats(stats: Stats, config: Config, console: Any) -> None:
             f"orders that used them: {money(stats.coupon_revenue)}"
         )
         if stats.coupon_revenue_unseen:
-            line += f" (plus {', '.join(stats.coupon_revenue_unseen)} from older orders)"
+            unseen = ", ".join(shown(amount) for amount in stats.coupon_revenue_unseen)
+            line += f" (plus {unseen} from older orders)"
         console.print(line)
     console.print(
         f"Repeat customers: {stats.customers_returned} customer(s) ordered again after a "
