@@ -218,6 +218,37 @@ class TestSurvey:
         assert "siti@example.co.id" not in response.text
 
 
+class TestOnlyPostChangesState:
+    """Link scanners send HEAD (Starlette routes it to the GET view): it must answer nothing."""
+
+    @pytest.mark.parametrize("method", ["HEAD", "GET", "OPTIONS", "PUT", "DELETE", "PATCH"])
+    def test_survey_link_changes_nothing(self, site: Site, method: str) -> None:
+        response = site.client.request(method, f"/survey/{site.survey(1)}")
+        assert response.status_code in (200, 405)
+        assert site.book.scores == {}
+        assert site.client.post(f"/survey/{site.survey(1)}").status_code == 200
+        assert site.book.scores == {77: (1234, 1)}
+
+    @pytest.mark.parametrize("method", ["HEAD", "GET", "OPTIONS", "PUT", "DELETE", "PATCH"])
+    def test_unsubscribe_link_changes_nothing(self, site: Site, method: str) -> None:
+        response = site.client.request(
+            method, f"/unsubscribe/{site.unsubscribe()}", data={"List-Unsubscribe": "One-Click"}
+        )
+        assert response.status_code in (200, 405)
+        assert site.book.unsubscribed == []
+        assert site.client.post(f"/unsubscribe/{site.unsubscribe()}").status_code == 200
+        assert site.book.unsubscribed == [("siti@example.co.id", UNSUBSCRIBE_SOURCE)]
+
+    def test_head_answers_like_get_without_a_body(self, site: Site) -> None:
+        token = site.survey(1)
+        head = site.client.head(f"/survey/{token}")
+        get = site.client.get(f"/survey/{token}")
+        assert head.status_code == get.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-length"] == get.headers["content-length"]
+        assert site.book.scores == {}
+
+
 class TestPageSafety:
     def test_store_name_is_escaped(self) -> None:
         for site in start_site('<script>alert("x")</script> & Co'):

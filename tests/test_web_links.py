@@ -83,6 +83,21 @@ def test_a_click_records_the_score_once_and_later_steps_follow_it(
     assert [m.status for m in thanks] == ["sent"]
 
 
+def test_a_link_scanner_answers_nothing(sandbox: Sandbox, clock: FakeClock, daemon: Daemon) -> None:
+    """Scanners HEAD (or OPTIONS) every link: no 1/5 answer, no unsubscribe; a POST still works."""
+    order_id, links = surveyed_order(sandbox, clock, daemon)
+    [mail] = sandbox.sink.messages
+    unsubscribe = mail.payload["headers"]["List-Unsubscribe"].strip("<>")
+    for method in ("HEAD", "OPTIONS", "PUT", "GET"):
+        httpx.request(method, link_for(daemon, links, 1))
+        httpx.request(method, unsubscribe)
+    assert [m.status for m in daemon.state.messages(order_id=order_id)] == ["sent"]
+    assert not daemon.state.is_unsubscribed("dewi.lestari@example.test")
+    assert httpx.post(link_for(daemon, links, 1)).status_code == 200
+    answered = [m for m in daemon.state.messages(order_id=order_id) if m.status == "answered"]
+    assert len(answered) == 1 and "1/5" in answered[0].reason
+
+
 def test_a_forged_or_expired_link_changes_nothing(
     sandbox: Sandbox, clock: FakeClock, daemon: Daemon
 ) -> None:

@@ -2,8 +2,9 @@
 
 Everything a customer can do here is bound to a signed token from our own email; there are no
 accounts and no admin actions. Clicking a link never changes anything on its own: mail scanners
-(Outlook Safe Links, corporate gateways) open every link in a message, so a GET only shows a page,
-and the change happens on a POST that the page makes (by script at once, or by a visible button).
+(Outlook Safe Links, corporate gateways) open every link in a message, with GET or HEAD, so
+anything but a POST only shows a page, and the change happens on the POST that the page makes (by
+script at once, or by a visible button).
 
 The reverse proxy in front usually adds a prefix (``/wcf``), so pages only use relative URLs.
 Expose ``/survey/`` and ``/unsubscribe/`` publicly; keep ``/healthz`` and ``/metrics`` for your
@@ -104,7 +105,7 @@ class _Views:
         token = request.path_params["token"]
         now = self.clock.now()
         claim = self.signer.read_survey(token, now)
-        if request.method == "GET":
+        if not _changes_state(request):
             return _page(pages.survey_confirm(self.store, claim.language, claim.score))
         answer = await self._book(
             self.book.record_survey_score, claim.step_id, claim.order_id, claim.score, now
@@ -138,7 +139,7 @@ class _Views:
     async def unsubscribe(self, request: Request) -> Response:
         now = self.clock.now()
         claim = self.signer.read_unsubscribe(request.path_params["token"], now)
-        if request.method == "GET":
+        if not _changes_state(request):
             return _page(pages.unsubscribe_confirm(self.store, claim.language))
         form = await _read_form(request)
         # RFC 8058: the mailbox provider POSTs this body on the customer's behalf.
@@ -184,6 +185,15 @@ class _Views:
                 error=type(exc).__name__,
             )
             raise _BookUnavailable from exc
+
+
+def _changes_state(request: Request) -> bool:
+    """Only an explicit POST answers or unsubscribes.
+
+    Starlette also routes HEAD to every GET view, and link scanners send HEAD: anything but POST
+    (HEAD, GET, or a method a future route might add) only shows the page (HEAD without a body).
+    """
+    return request.method == "POST"
 
 
 async def _read_form(request: Request) -> FormData:
