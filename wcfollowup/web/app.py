@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -75,6 +75,7 @@ def make_app(
         ],
         exception_handlers={
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             BadToken: views.bad_token,
             _BookUnavailable: views.unavailable,
         },
@@ -218,6 +219,11 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     headers = exc.headers if isinstance(exc, HTTPException) else None
     text = _PLAIN_REASONS.get(status, "Error")
     return PlainTextResponse(f"{status} {text}\n", status_code=status, headers=headers)
+
+
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    """The client left (or the listener dropped it as too slow) mid-body: nothing to answer."""
+    return PlainTextResponse("", status_code=400)
 
 
 class _SecurityHeaders:
