@@ -116,7 +116,6 @@ class LinkSigner:
                 return UnsubscribeClaim(email, language)
         raise BadToken("not an unsubscribe link")
 
-
     def _decrypt_unsubscribe(self, token: str) -> object:
         try:
             padded = token + "=" * (-len(token) % 4)
