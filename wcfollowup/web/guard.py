@@ -5,8 +5,9 @@ it: if the listener accepted every connection and kept each as long as the clien
 dozen idle or trickling connections would take the descriptors that polling the store and sending
 mail need. Two bounds fix that:
 
-* ``Slots``: the listener accepts a connection only while it holds fewer than ``max_connections``;
-  the rest wait in the kernel's listen queue, which costs the daemon no descriptor.
+* ``Slot``: the listener (``WebServer._accept``) takes one of ``max_connections`` slots before it
+  accepts a connection and the connection gives it back when it closes; the rest wait in the
+  kernel's listen queue, which costs the daemon no descriptor.
 * ``GuardedH11Protocol``: uvicorn's h11 protocol plus a request deadline. From the moment a request
   may begin (a connection is accepted, or a kept-alive connection sends its first byte) the whole
   request, headers and body, must arrive within ``request_timeout``, or the connection is closed.
