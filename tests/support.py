@@ -67,3 +67,32 @@ def one_due_thank_you(sandbox: Sandbox, clock: Any, daemon: Any) -> int:
     clock.advance(timedelta(seconds=2))
     daemon.poll_once()
     return order_id
+
+
+def hides(text: str, secret: str) -> bool:
+    """True when ``secret`` cannot be read from ``text``: not plainly, percent-encoded, nor in
+    standard or URL-safe base64 starting anywhere (every alignment a prefix can give it)."""
+    import base64
+    import binascii
+    import re
+    from urllib.parse import unquote
+
+    wanted = secret.encode("utf-8").lower()
+    plain = unquote(text)
+    if wanted in plain.encode("utf-8").lower():
+        return False
+    for alphabet, to_standard in ((r"[A-Za-z0-9+/]", "+/"), (r"[A-Za-z0-9_\-]", "-_")):
+        for run in re.findall(alphabet + "{4,}", plain):
+            run = run.translate(str.maketrans(to_standard, "+/"))
+            for start in range(len(run) - 3):
+                part = run[start:]
+                if len(part) % 4 == 1:
+                    part = part[:-1]
+                part += "=" * (-len(part) % 4)
+                try:
+                    decoded = base64.b64decode(part, validate=True)
+                except (binascii.Error, ValueError):
+                    continue
+                if wanted in decoded.lower():
+                    return False
+    return True

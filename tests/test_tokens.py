@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -9,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from itsdangerous import URLSafeSerializer
+from support import hides
 
 from wcfollowup.tokens import (
     KEY_BYTES,
@@ -113,6 +116,48 @@ class TestUnsubscribeTokens:
         token = signer.unsubscribe(email="a@b.co", language="en", expires_at=EXPIRES)
         with pytest.raises(ExpiredToken):
             signer.read_unsubscribe(token, EXPIRES + timedelta(hours=1))
+
+    @pytest.mark.parametrize(
+        "email", ["siti@example.co.id", "a@b.co", "Dewi.Lestari+shop@example.test", "x@y.id"]
+    )
+    def test_the_address_cannot_be_read_from_the_token(
+        self, signer: LinkSigner, email: str
+    ) -> None:
+        """Encrypted, not just signed: no base64 form of the address, at any alignment."""
+        token = signer.unsubscribe(email=email, language="en", expires_at=EXPIRES)
+        assert hides(token, email)
+        local = email.split("@")[0]
+        assert len(local) < 4 or hides(token, local)  # one letter turns up in any random bytes
+        assert re.fullmatch(r"[A-Za-z0-9_\-]+", token)
+        assert len(token) < 250
+        assert signer.read_unsubscribe(token, NOW) == UnsubscribeClaim(email, "en")
+
+    @pytest.mark.parametrize("where", [2, 20, 60, -5, -1])
+    def test_tampered_token_is_refused(self, signer: LinkSigner, where: int) -> None:
+        token = signer.unsubscribe(email="a@b.co", language="en", expires_at=EXPIRES)
+        with pytest.raises(BadToken) as info:
+            signer.read_unsubscribe(flip(token, where), EXPIRES + timedelta(days=1))
+        assert not isinstance(info.value, ExpiredToken)
+
+    def test_other_key_is_refused(self, signer: LinkSigner) -> None:
+        token = signer.unsubscribe(email="a@b.co", language="en", expires_at=EXPIRES)
+        with pytest.raises(BadToken):
+            LinkSigner(b"z" * KEY_BYTES).read_unsubscribe(token, NOW)
+
+    def test_links_of_the_first_format_still_work(self, signer: LinkSigner) -> None:
+        """Emails already sent carry signed, readable tokens: they are still honoured."""
+        old = URLSafeSerializer(
+            b"k" * KEY_BYTES,
+            salt="wcfollowup.unsubscribe.v1",
+            signer_kwargs={"digest_method": hashlib.sha256},
+        ).dumps(["siti@example.co.id", "id", int(EXPIRES.timestamp())])
+        assert signer.read_unsubscribe(old, NOW) == UnsubscribeClaim("siti@example.co.id", "id")
+        with pytest.raises(ExpiredToken):
+            signer.read_unsubscribe(old, EXPIRES)
+        with pytest.raises(BadToken):
+            signer.read_unsubscribe(flip(old, 5), NOW)
+        with pytest.raises(BadToken):
+            LinkSigner(b"z" * KEY_BYTES).read_unsubscribe(old, NOW)
 
 
 class TestKeyFile:

@@ -7,11 +7,13 @@ import hashlib
 import re
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import psutil
 import pytest
 from starlette.applications import Starlette
 
@@ -216,6 +218,37 @@ class TestSurvey:
         assert response.status_code == 503
         assert "Please try again in a few minutes" in response.text
         assert "siti@example.co.id" not in response.text
+
+
+class TestOnlyPostChangesState:
+    """Link scanners send HEAD (Starlette routes it to the GET view): it must answer nothing."""
+
+    @pytest.mark.parametrize("method", ["HEAD", "GET", "OPTIONS", "PUT", "DELETE", "PATCH"])
+    def test_survey_link_changes_nothing(self, site: Site, method: str) -> None:
+        response = site.client.request(method, f"/survey/{site.survey(1)}")
+        assert response.status_code in (200, 405)
+        assert site.book.scores == {}
+        assert site.client.post(f"/survey/{site.survey(1)}").status_code == 200
+        assert site.book.scores == {77: (1234, 1)}
+
+    @pytest.mark.parametrize("method", ["HEAD", "GET", "OPTIONS", "PUT", "DELETE", "PATCH"])
+    def test_unsubscribe_link_changes_nothing(self, site: Site, method: str) -> None:
+        response = site.client.request(
+            method, f"/unsubscribe/{site.unsubscribe()}", data={"List-Unsubscribe": "One-Click"}
+        )
+        assert response.status_code in (200, 405)
+        assert site.book.unsubscribed == []
+        assert site.client.post(f"/unsubscribe/{site.unsubscribe()}").status_code == 200
+        assert site.book.unsubscribed == [("siti@example.co.id", UNSUBSCRIBE_SOURCE)]
+
+    def test_head_answers_like_get_without_a_body(self, site: Site) -> None:
+        token = site.survey(1)
+        head = site.client.head(f"/survey/{token}")
+        get = site.client.get(f"/survey/{token}")
+        assert head.status_code == get.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-length"] == get.headers["content-length"]
+        assert site.book.scores == {}
 
 
 class TestPageSafety:
@@ -443,6 +476,132 @@ class TestServer:
         server.stop()
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+SLOW_TIMEOUT = 0.5
+# How late a drop may come on a loaded machine; still far below "never".
+SLACK = 1.5
+
+
+def held_until_dropped(port: int, talk: Callable[[socket.socket], None]) -> float:
+    """Connect, let ``talk`` send (or not), then wait for the server to close: seconds taken."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        try:
+            talk(conn)
+            conn.settimeout(SLOW_TIMEOUT + SLACK + 3)
+            while conn.recv(4096):
+                pass
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        except TimeoutError:
+            return float("inf")
+    return time.monotonic() - started
+
+
+def idle(_conn: socket.socket) -> None:
+    """Connects and says nothing."""
+
+
+def trickle(data: bytes) -> Callable[[socket.socket], None]:
+    """Sends ``data`` one byte every 0.1 s: each byte arrives in time, the request never does."""
+
+    def talk(conn: socket.socket) -> None:
+        for byte in data:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.1)
+
+    return talk
+
+
+def partial_headers(conn: socket.socket) -> None:
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    trickle(b"X-Slow: " + b"a" * 40)(conn)
+
+
+def slow_body(token: str) -> Callable[[socket.socket], None]:
+    def talk(conn: socket.socket) -> None:
+        conn.sendall(
+            f"POST /survey/{token}/comment HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 60\r\n\r\n".encode()
+        )
+        trickle(b"comment=" + b"b" * 40)(conn)
+
+    return talk
+
+
+def kept_alive_then_partial(conn: socket.socket) -> None:
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = b""
+    while not answer.endswith(b"\r\n\r\nok\n"):
+        answer += conn.recv(4096)
+    partial_headers(conn)
+
+
+class TestSlowClients:
+    """Idle, slowloris and slow-body clients are dropped once the request deadline passes."""
+
+    def test_each_kind_is_dropped_within_the_request_timeout(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        book = DictBook()
+        signer = LinkSigner(b"s" * KEY_BYTES)
+        app = make_app(signer=signer, book=book, clock=FakeClock(START), store_name="Batik Sari")
+        server = WebServer(app, "127.0.0.1", 0, request_timeout=SLOW_TIMEOUT)
+        server.start()
+        token = signer.survey(order_id=1, step_id=1, score=3, language="en", expires_at=EXPIRES)
+        kinds = {
+            "idle": idle,
+            "partial headers": partial_headers,
+            "slow body": slow_body(token),
+            "kept alive, then partial": kept_alive_then_partial,
+        }
+        took: dict[str, float] = {}
+        try:
+            threads = [
+                threading.Thread(
+                    target=lambda k=kind, t=talk: took.__setitem__(
+                        k, held_until_dropped(server.port, t)
+                    )
+                )
+                for kind, talk in kinds.items()
+            ]
+            for thread in threads:
+                thread.start()
+            # Meanwhile an ordinary request is answered at once.
+            assert httpx.get(f"http://127.0.0.1:{server.port}/healthz").text == "ok\n"
+            for thread in threads:
+                thread.join()
+        finally:
+            server.stop()
+        assert set(took) == set(kinds)
+        for kind, seconds in took.items():
+            assert seconds <= SLOW_TIMEOUT + SLACK, f"{kind} held for {seconds:.1f}s"
+        # Trickling bytes does not buy time: the deadline is for the whole request.
+        assert took["partial headers"] < 4.1 and took["slow body"] < 4.1
+        assert book.comments == {}
+        # A body cut off by the deadline is no server error (no traceback in the log).
+        assert "Exception in ASGI application" not in caplog.text
+
+    def test_connections_beyond_the_limit_stay_in_the_kernel_queue(self) -> None:
+        """Accepted sockets never exceed ``max_connections``: the rest cost us no descriptor."""
+        server = WebServer(make_app_for_server(), "127.0.0.1", 0, max_connections=3)
+        server.start()
+        clients = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(10)]
+        try:
+            time.sleep(0.3)  # give the listener every chance to accept more than it should
+            accepted = [
+                c
+                for c in psutil.Process().net_connections(kind="tcp")
+                if c.laddr and c.laddr.port == server.port and c.status == "ESTABLISHED"
+            ]
+            assert len(accepted) == 3
+        finally:
+            for client in clients:
+                client.close()
+        # The idle ones gone, their places are free again.
+        assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).text == "ok\n"
+        server.stop()
 
 
 def make_app_for_server() -> Starlette:

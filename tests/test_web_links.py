@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import drain, sandbox_env, write_engine_config
+from support import drain, hides, sandbox_env, write_engine_config
 
 from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
@@ -83,6 +83,21 @@ def test_a_click_records_the_score_once_and_later_steps_follow_it(
     assert [m.status for m in thanks] == ["sent"]
 
 
+def test_a_link_scanner_answers_nothing(sandbox: Sandbox, clock: FakeClock, daemon: Daemon) -> None:
+    """Scanners HEAD (or OPTIONS) every link: no 1/5 answer, no unsubscribe; a POST still works."""
+    order_id, links = surveyed_order(sandbox, clock, daemon)
+    [mail] = sandbox.sink.messages
+    unsubscribe = mail.payload["headers"]["List-Unsubscribe"].strip("<>")
+    for method in ("HEAD", "OPTIONS", "PUT", "GET"):
+        httpx.request(method, link_for(daemon, links, 1))
+        httpx.request(method, unsubscribe)
+    assert [m.status for m in daemon.state.messages(order_id=order_id)] == ["sent"]
+    assert not daemon.state.is_unsubscribed("dewi.lestari@example.test")
+    assert httpx.post(link_for(daemon, links, 1)).status_code == 200
+    answered = [m for m in daemon.state.messages(order_id=order_id) if m.status == "answered"]
+    assert len(answered) == 1 and "1/5" in answered[0].reason
+
+
 def test_a_forged_or_expired_link_changes_nothing(
     sandbox: Sandbox, clock: FakeClock, daemon: Daemon
 ) -> None:
@@ -107,6 +122,26 @@ def test_the_unsubscribe_link_cancels_what_was_waiting(
     assert daemon.state.is_unsubscribed("dewi.lestari@example.test")
     [cancelled] = [m for m in daemon.state.messages(order_id=order_id) if m.step == "thanks-again"]
     assert cancelled.status == "cancelled" and "unsubscribed" in cancelled.reason
+
+
+def test_the_unsubscribe_link_does_not_carry_the_address(
+    sandbox: Sandbox, clock: FakeClock, daemon: Daemon
+) -> None:
+    """The link in the email names nobody readably, yet unsubscribes the right customer."""
+    order_id, _links = surveyed_order(sandbox, clock, daemon)
+    [mail] = sandbox.sink.messages
+    address = "dewi.lestari@example.test"
+    assert mail.to == [address]
+    unsubscribe = mail.payload["headers"]["List-Unsubscribe"].strip("<>")
+    assert hides(unsubscribe, address)
+    assert hides(unsubscribe, "dewi.lestari")
+    for link in re.findall(r"https?://[^\s\"'<>]+", mail.html + mail.text):
+        assert hides(link, address)
+    assert not daemon.state.is_unsubscribed(address)
+    assert httpx.post(unsubscribe).status_code == 200
+    assert daemon.state.is_unsubscribed(address)
+    [cancelled] = [m for m in daemon.state.messages(order_id=order_id) if m.step == "thanks-again"]
+    assert cancelled.status == "cancelled"
 
 
 def test_metrics_and_health_describe_the_daemon(

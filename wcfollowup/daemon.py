@@ -229,7 +229,13 @@ class Daemon:
             max_body_bytes=http.max_body_bytes,
         )
         host, port = http.listen
-        self._web = WebServer(app, host, port)
+        self._web = WebServer(
+            app,
+            host,
+            port,
+            max_connections=http.max_connections,
+            request_timeout=http.request_timeout.total_seconds(),
+        )
         self._web.start()
         log.info("listening for survey and unsubscribe links", address=f"{host}:{self._web.port}")
         return self._web

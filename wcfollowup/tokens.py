@@ -1,8 +1,13 @@
 """Signed links in emails: a survey score or an unsubscribe, readable only if we issued them.
 
-A token is an itsdangerous ``URLSafeSerializer`` payload (compact JSON, URL-safe base64) signed with
-HMAC-SHA256 under a key kept in the state directory. Each purpose signs with its own salt, so a
-survey token can never be replayed as an unsubscribe token or the other way round.
+A survey token is an itsdangerous ``URLSafeSerializer`` payload (compact JSON, URL-safe base64)
+signed with HMAC-SHA256 under a key kept in the state directory; it names an order, a step and a
+score, nothing personal. An unsubscribe token has to name the customer's address, so it is
+encrypted as well as authenticated (``cryptography``'s Fernet, under a key derived from the same
+key by HKDF): a forwarded email, a proxy log or a link scanner learns nothing from the URL.
+Unsubscribe tokens of the first format (signed, readable base64) are still accepted, because
+emails already sent carry them, but they are never issued again. Each purpose signs with its own
+salt or key, so a survey token can never be replayed as an unsubscribe token or the other way round.
 
 Expiry is an explicit ``exp`` (Unix seconds) inside the signed payload and is checked against the
 ``now`` the caller passes in, never against wall time, so the fake clock governs it in tests and
@@ -15,8 +20,11 @@ Keep the key file with the database and back them up together.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import stat
@@ -25,12 +33,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, URLSafeSerializer
 
 KEY_BYTES = 32
 
 _SURVEY_SALT = "wcfollowup.survey.v1"
+# The first unsubscribe format (readable base64): still read, never issued.
 _UNSUBSCRIBE_SALT = "wcfollowup.unsubscribe.v1"
+_UNSUBSCRIBE_KEY_INFO = b"wcfollowup.unsubscribe.v2"
 
 
 class BadToken(Exception):
@@ -67,7 +80,10 @@ class LinkSigner:
             raise ValueError("the link signing key must be at least 16 bytes")
         options: dict[str, Any] = {"digest_method": hashlib.sha256}
         self._survey = URLSafeSerializer(key, salt=_SURVEY_SALT, signer_kwargs=options)
-        self._unsubscribe = URLSafeSerializer(key, salt=_UNSUBSCRIBE_SALT, signer_kwargs=options)
+        self._legacy_unsubscribe = URLSafeSerializer(
+            key, salt=_UNSUBSCRIBE_SALT, signer_kwargs=options
+        )
+        self._unsubscribe = Fernet(_derive_key(key, _UNSUBSCRIBE_KEY_INFO))
 
     def survey(
         self, *, order_id: int, step_id: int, score: int, language: str, expires_at: datetime
@@ -85,14 +101,36 @@ class LinkSigner:
         raise BadToken("not a survey link")
 
     def unsubscribe(self, *, email: str, language: str, expires_at: datetime) -> str:
-        return str(self._unsubscribe.dumps([email, language, _epoch(expires_at)]))
+        """An encrypted token: the address cannot be read from the link (no ``.``, unlike v1)."""
+        payload = json.dumps([email, language, _epoch(expires_at)], separators=(",", ":"))
+        # Fernet tokens are URL-safe base64; the "=" padding is dropped to keep URLs plain.
+        return self._unsubscribe.encrypt(payload.encode("utf-8")).decode("ascii").rstrip("=")
 
     def read_unsubscribe(self, token: str, now: datetime) -> UnsubscribeClaim:
-        payload = _load(self._unsubscribe, token, now)
+        if "." in token:  # the first format, still in emails already sent
+            payload = _load(self._legacy_unsubscribe, token, now)
+        else:
+            payload = _check_expiry(self._decrypt_unsubscribe(token), now)
         match payload:
             case [str(email), str(language), int()] if email:
                 return UnsubscribeClaim(email, language)
         raise BadToken("not an unsubscribe link")
+
+    def _decrypt_unsubscribe(self, token: str) -> object:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            # Fernet's own timestamp is ignored (no ttl): the expiry inside is on our clock.
+            data = self._unsubscribe.decrypt(padded.encode("ascii"))
+            payload: object = json.loads(data)
+        except (InvalidToken, UnicodeError, ValueError, binascii.Error) as exc:
+            raise BadToken("the link is not valid") from exc
+        return payload
+
+
+def _derive_key(key: bytes, info: bytes) -> bytes:
+    """A separate Fernet key per purpose, so no key is ever used for two things."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+    return base64.urlsafe_b64encode(derived)
 
 
 def _epoch(when: datetime) -> int:
@@ -107,6 +145,11 @@ def _load(serializer: URLSafeSerializer, token: str, now: datetime) -> object:
         payload: object = serializer.loads(token)
     except (BadSignature, UnicodeError, ValueError) as exc:
         raise BadToken("the link is not valid") from exc
+    return _check_expiry(payload, now)
+
+
+def _check_expiry(payload: object, now: datetime) -> list[object]:
+    """Called only on an authenticated payload: a forgery is never reported as expired."""
     if not isinstance(payload, list) or not payload or not isinstance(payload[-1], int):
         raise BadToken("the link is not valid")
     if now.timestamp() >= payload[-1]:

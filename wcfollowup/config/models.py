@@ -133,6 +133,10 @@ class HttpConfig(_Model):
     # Key for signing links. Default: generated on first start into the state folder.
     signing_key: Secret | None = None
     max_body_bytes: Annotated[WholeNumber, Field(ge=1024, le=1_048_576)] = 16_384
+    # Connections the listener holds at once (never more than a quarter of the descriptor limit),
+    # and the time a client has to send a whole request before it is dropped.
+    max_connections: Annotated[WholeNumber, Field(ge=2, le=10_000)] = 100
+    request_timeout: Annotated[Duration, at_least(timedelta(seconds=1))] = timedelta(seconds=10)
 
 
 class DatabaseConfig(_Model):

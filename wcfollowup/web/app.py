@@ -2,8 +2,9 @@
 
 Everything a customer can do here is bound to a signed token from our own email; there are no
 accounts and no admin actions. Clicking a link never changes anything on its own: mail scanners
-(Outlook Safe Links, corporate gateways) open every link in a message, so a GET only shows a page,
-and the change happens on a POST that the page makes (by script at once, or by a visible button).
+(Outlook Safe Links, corporate gateways) open every link in a message, with GET or HEAD, so
+anything but a POST only shows a page, and the change happens on the POST that the page makes (by
+script at once, or by a visible button).
 
 The reverse proxy in front usually adds a prefix (``/wcf``), so pages only use relative URLs.
 Expose ``/survey/`` and ``/unsubscribe/`` publicly; keep ``/healthz`` and ``/metrics`` for your
@@ -21,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -75,6 +76,7 @@ def make_app(
         ],
         exception_handlers={
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             BadToken: views.bad_token,
             _BookUnavailable: views.unavailable,
         },
@@ -105,7 +107,7 @@ class _Views:
         token = request.path_params["token"]
         now = self.clock.now()
         claim = self.signer.read_survey(token, now)
-        if request.method == "GET":
+        if not _changes_state(request):
             return _page(pages.survey_confirm(self.store, claim.language, claim.score))
         answer = await self._book(
             self.book.record_survey_score, claim.step_id, claim.order_id, claim.score, now
@@ -139,7 +141,7 @@ class _Views:
     async def unsubscribe(self, request: Request) -> Response:
         now = self.clock.now()
         claim = self.signer.read_unsubscribe(request.path_params["token"], now)
-        if request.method == "GET":
+        if not _changes_state(request):
             return _page(pages.unsubscribe_confirm(self.store, claim.language))
         form = await _read_form(request)
         # RFC 8058: the mailbox provider POSTs this body on the customer's behalf.
@@ -187,6 +189,15 @@ class _Views:
             raise _BookUnavailable from exc
 
 
+def _changes_state(request: Request) -> bool:
+    """Only an explicit POST answers or unsubscribes.
+
+    Starlette also routes HEAD to every GET view, and link scanners send HEAD: anything but POST
+    (HEAD, GET, or a method a future route might add) only shows the page (HEAD without a body).
+    """
+    return request.method == "POST"
+
+
 async def _read_form(request: Request) -> FormData:
     # Small, text-only forms: no uploads, a handful of fields.
     return await request.form(max_files=0, max_fields=10)
@@ -209,6 +220,11 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     headers = exc.headers if isinstance(exc, HTTPException) else None
     text = _PLAIN_REASONS.get(status, "Error")
     return PlainTextResponse(f"{status} {text}\n", status_code=status, headers=headers)
+
+
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    """The client left (or the listener dropped it as too slow) mid-body: nothing to answer."""
+    return PlainTextResponse("", status_code=400)
 
 
 class _SecurityHeaders:
