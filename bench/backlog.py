@@ -66,11 +66,11 @@ from urllib.parse import parse_qsl
 
 import psutil
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import Config, load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.engine.poller import PollResult
 from wcfollowup.sandbox import sandbox_config_yaml
+from wcfollowup.service.daemon import Daemon
 
 START = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 API_PREFIX = "/wp-json/wc/v3/"
@@ -365,7 +365,7 @@ class RssSampler:
 @contextmanager
 def quiet_json_logs() -> Iterator[None]:
     """Production log rendering (JSON, secrets redacted) written to /dev/null, not the terminal."""
-    from wcfollowup.logs import configure_logging
+    from wcfollowup.service.logs import configure_logging
 
     with open(os.devnull, "w", encoding="utf-8") as devnull:
         saved, sys.stderr = sys.stderr, devnull

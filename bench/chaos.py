@@ -38,7 +38,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wcfollowup.clock import SystemClock
+from wcfollowup.core.clock import SystemClock
 from wcfollowup.sandbox import Sandbox
 from wcfollowup.sandbox.daemon_process import DaemonProcess
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from wcfollowup.clock import SystemClock
+from wcfollowup.core.clock import SystemClock
 from wcfollowup.sandbox import Sandbox
 from wcfollowup.sandbox.daemon_process import DaemonProcess
 

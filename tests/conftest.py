@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from support import sandbox_env, thank_you_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import Config, load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 # Property tests check behaviour, not speed: on a loaded CI machine a slow draw or example is
 # the machine, not a bug (a hypothesis "too slow" health check failed CI once that way).

@@ -21,12 +21,12 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from support import drain, sandbox_env, write_engine_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.state import MessageRow
 from wcfollowup.sandbox import Sandbox
 from wcfollowup.sandbox.mail_sink import ReceivedMail
+from wcfollowup.service.daemon import Daemon
 
 # Every kind of follow-up, each due soon after completion, so one drain runs them all.
 SEQUENCES = """\

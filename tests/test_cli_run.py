@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import sandbox_env, thank_you_config
 
-from wcfollowup.clock import SystemClock
+from wcfollowup.core.clock import SystemClock
 from wcfollowup.sandbox import Sandbox
 
 

@@ -672,7 +672,7 @@ def test_owner_email_accepts_what_a_customer_address_may_be(
     write: Callable[[str], Path], address: str
 ) -> None:
     """The same rule as customers' addresses (``core.emails``): ``.test`` included."""
-    from wcfollowup.core.emails import normalize_email
+    from wcfollowup.common.emails import normalize_email
 
     text = VALID.replace(
         "  timezone: Asia/Jakarta\n", f"  timezone: Asia/Jakarta\n  owner_email: {address}\n"

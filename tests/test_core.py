@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from wcfollowup.common.redact import redact
 from wcfollowup.core.money import format_money
 from wcfollowup.core.orders import OrderSnapshot, format_wc_gmt, parse_wc_gmt
 from wcfollowup.core.planning import is_new_completion
-from wcfollowup.redact import redact
 
 
 def test_wc_gmt_round_trip_is_naive_utc_without_z() -> None:
@@ -85,7 +85,7 @@ def test_built_in_templates_render_in_every_language(template: str, language: st
     from zoneinfo import ZoneInfo
 
     from wcfollowup.core.context import email_context
-    from wcfollowup.render import Renderer
+    from wcfollowup.render.renderer import Renderer
 
     context = email_context(
         SAMPLE_ORDER,

@@ -8,10 +8,10 @@ from pathlib import Path
 from support import sandbox_env
 from test_sequences import tick
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 EXAMPLE = Path(__file__).parents[1] / "config.example.yaml"
 

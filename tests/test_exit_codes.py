@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from support import sandbox_env, thank_you_config
 
-from wcfollowup.clock import FakeClock, SystemClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
-from wcfollowup.exit_codes import ExitCode
+from wcfollowup.core.clock import FakeClock, SystemClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
+from wcfollowup.service.exit_codes import ExitCode
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.schema import coupons as coupon_rows
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.sandbox import Fault, FaultPlan, Sandbox
 from wcfollowup.sandbox.faults import MAIL_FAULTS, rule
+from wcfollowup.service.daemon import Daemon
 
 ORDERS = 200
 RATE = 0.2

@@ -15,7 +15,7 @@ import pytest
 import requests
 from woocommerce import API
 
-from wcfollowup.clock import FakeClock
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Fault, FaultPlan, Sandbox
 from wcfollowup.sandbox.faults import rule
 

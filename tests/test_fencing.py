@@ -22,15 +22,15 @@ from sqlalchemy import create_engine, select, text
 from starlette.types import ASGIApp, Receive, Scope, Send
 from support import drain, sandbox_env, write_engine_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.core.orders import OrderSnapshot
 from wcfollowup.core.planning import Enrollment, PlannedStep
-from wcfollowup.daemon import Daemon
 from wcfollowup.db.lock import LockLost
 from wcfollowup.db.schema import steps
 from wcfollowup.db.state import StateStore, UnstorableOrder
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -441,10 +441,10 @@ def test_the_service_exits_with_its_lock_lost_code_when_its_session_is_ended(
 ) -> None:
     """The daemon as systemd runs it (a real process): its lock's backend ended by the server,
     it logs why and exits with EXIT_LOCK_LOST (75), which ``Restart=on-failure`` restarts."""
-    from wcfollowup.clock import SystemClock
+    from wcfollowup.core.clock import SystemClock
     from wcfollowup.db.lock import ADVISORY_KEY, EXIT_LOCK_LOST, schema_lock_key
     from wcfollowup.sandbox.daemon_process import DaemonProcess
-    from wcfollowup.service import EXIT_LOCK_LOST as SERVICE_EXIT_LOCK_LOST
+    from wcfollowup.service.systemd import EXIT_LOCK_LOST as SERVICE_EXIT_LOCK_LOST
 
     assert SERVICE_EXIT_LOCK_LOST == EXIT_LOCK_LOST == 75
     schema = pg_url.rsplit("%3D", 1)[1]

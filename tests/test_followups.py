@@ -17,12 +17,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from support import drain, sandbox_env, write_engine_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.sandbox import Sandbox, seed
 from wcfollowup.sandbox.mail_sink import ReceivedMail
+from wcfollowup.service.daemon import Daemon
 
 SEQUENCES = """\
 poll:

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from support import drain, sandbox_env, write_engine_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.mail.sendgrid_mailer import ascii_address
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 BODY = """\
 sequences:

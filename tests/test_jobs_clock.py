@@ -22,12 +22,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from support import sandbox_env
 from test_service_signals import NotifyListener
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import Config, load_config
-from wcfollowup.daemon import Daemon
-from wcfollowup.jobs import HUNG_AFTER_SECONDS, Ticker
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
-from wcfollowup.service import Service
+from wcfollowup.service.daemon import Daemon
+from wcfollowup.service.jobs import HUNG_AFTER_SECONDS, Ticker
+from wcfollowup.service.systemd import Service
 
 HOUR = 3600.0
 POLL_EVERY, DISPATCH_EVERY = 60.0, 10.0  # tests/support.py's config

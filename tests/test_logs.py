@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from wcfollowup.logs import configure_logging, register_secrets
+from wcfollowup.service.logs import configure_logging, register_secrets
 
 SECRETS = ("ck_live_recognisable_1111", "cs_live_recognisable_2222", "SG.recognisable_3333")
 
@@ -78,7 +78,7 @@ def test_stdlib_loggers_and_warnings_print_redacted_json(
 def test_redaction_covers_encodings_and_echoed_requests() -> None:
     import base64
 
-    from wcfollowup.redact import redact
+    from wcfollowup.common.redact import redact
 
     register_secrets(SECRETS)
     key, secret, api_key = SECRETS

@@ -24,15 +24,15 @@ from tools_support import complete_orders, tools_config
 from typer.testing import CliRunner
 
 from wcfollowup.cli import app
-from wcfollowup.clock import FakeClock
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.coupons import CouponBook, Redemption
 from wcfollowup.db.schema import coupons, enrollments, steps
 from wcfollowup.db.surveys import SurveyBook
-from wcfollowup.log_view import print_lines
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 from wcfollowup.tools.inert import csv_cell, for_terminal, json_text
 from wcfollowup.tools.log_query import LogFilter, read_log
+from wcfollowup.tools.log_view import print_lines
 
 BODY = """\
 sequences:

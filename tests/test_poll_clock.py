@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 from structlog.testing import capture_logs
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import Config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 MakeDaemon = Callable[..., Daemon]
 FAR_FUTURE = datetime(2099, 1, 1, tzinfo=UTC)

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from support import drain
 
-from wcfollowup.clock import FakeClock
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 MakeDaemon = Callable[..., Daemon]
 ORDERS_PATH = "/wp-json/wc/v3/orders"

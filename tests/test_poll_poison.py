@@ -23,11 +23,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.testing import capture_logs
 from support import sandbox_env, write_engine_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.schema import enrollments
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HUGE_ID = 2**64 - 1

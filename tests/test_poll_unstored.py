@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from support import sandbox_env, write_engine_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.core.orders import OrderSnapshot
 from wcfollowup.core.planning import Enrollment, PlannedStep
-from wcfollowup.daemon import Daemon
 from wcfollowup.db.state import PreparedEnrolments
 from wcfollowup.engine import poller
 from wcfollowup.engine.poller import FLUSH_AT, Unstored
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 

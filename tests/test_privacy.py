@@ -18,14 +18,14 @@ from structlog.testing import capture_logs
 from support import drain, sandbox_env, write_engine_config
 from typer.testing import CliRunner
 
-from wcfollowup import privacy
 from wcfollowup.cli import app
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import ConfigError, load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
+from wcfollowup.db import privacy
 from wcfollowup.db.schema import metadata, unsubscribes
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 SEQUENCES = """\
 {privacy}

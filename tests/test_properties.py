@@ -29,8 +29,8 @@ from wcfollowup.core.context import MAX_LISTED_ITEMS, email_context
 from wcfollowup.core.language import SUPPORTED_LANGUAGES, language_for
 from wcfollowup.core.orders import OrderSnapshot
 from wcfollowup.core.shapes import tidy_order
-from wcfollowup.render import Renderer
-from wcfollowup.template_check import sample_extras
+from wcfollowup.render.check import sample_extras
+from wcfollowup.render.renderer import Renderer
 
 MODEST = settings(max_examples=150, deadline=None)
 JAKARTA = ZoneInfo("Asia/Jakarta")

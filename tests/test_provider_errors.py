@@ -14,9 +14,9 @@ from typing import Any
 from starlette.responses import Response
 from support import one_due_thank_you
 
-from wcfollowup.clock import FakeClock
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 MakeDaemon = Callable[..., Daemon]
 

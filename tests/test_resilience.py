@@ -23,11 +23,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from structlog.testing import capture_logs
 from support import sandbox_env
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.state import DatabaseUnavailable
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 THANK_YOU_AND_COUPON = """\
 poll:

@@ -16,13 +16,13 @@ from sqlalchemy import select
 from support import drain, sandbox_env, write_engine_config
 from typer.testing import CliRunner
 
-from wcfollowup import privacy
 from wcfollowup.cli import app
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
+from wcfollowup.db import privacy
 from wcfollowup.db.schema import metadata, steps
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 BODY = """\
 privacy: {retention: 365d}

@@ -13,7 +13,7 @@ from python_http_client.exceptions import BadRequestsError, UnauthorizedError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Content, CustomArg, Mail, MailSettings, SandBoxMode
 
-from wcfollowup.clock import FakeClock
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
 
 START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ import requests
 from woocommerce import API
 from woocommerce.oauth import OAuth
 
-from wcfollowup.clock import FakeClock
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
 from wcfollowup.sandbox.wp_params import date_bound, parse_wp_date, php_query
 

@@ -30,14 +30,14 @@ from support import drain
 from typer.testing import CliRunner
 
 from wcfollowup.cli import app
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
 from wcfollowup.config.models import HttpConfig
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.schema import metadata
-from wcfollowup.logs import configure_logging
 from wcfollowup.sandbox import Sandbox
 from wcfollowup.sandbox.faults import echo_request
+from wcfollowup.service.daemon import Daemon
+from wcfollowup.service.logs import configure_logging
 from wcfollowup.web.app import make_app
 
 # The test's own HTTP client logs the link it opens; that is not wcfollowup's log.
@@ -292,7 +292,7 @@ def test_check_with_config_errors_around_secrets_echoes_none(
 
 def test_listener_defaults_to_loopback_and_serves_only_its_routes() -> None:
     assert HttpConfig(public_url="https://shop.example/wcf").listen[0] == "127.0.0.1"
-    from wcfollowup.tokens import KEY_BYTES, LinkSigner
+    from wcfollowup.web.tokens import KEY_BYTES, LinkSigner
 
     site = make_app(
         signer=LinkSigner(b"k" * KEY_BYTES),

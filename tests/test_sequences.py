@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import select
 from support import drain, sandbox_env, write_engine_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.schema import steps
 from wcfollowup.engine.poller import FLUSH_AT
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 

@@ -24,11 +24,11 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 from support import sandbox_env
 
-from wcfollowup import sd_notify
-from wcfollowup.clock import SystemClock
+from wcfollowup.core.clock import SystemClock
 from wcfollowup.db.state import StateStore
 from wcfollowup.sandbox import Sandbox
 from wcfollowup.sandbox.daemon_process import DaemonProcess
+from wcfollowup.service import sd_notify
 
 ONE_SEQUENCE = """\
 poll:
@@ -55,7 +55,7 @@ SECOND_SEQUENCE = """\
         window: always
 """
 
-# How the unit starts it, minus the CLI (owned elsewhere): ``wcfollowup.service.main``.
+# How the unit starts it, minus the CLI (owned elsewhere): ``wcfollowup.service.systemd.main``.
 # What systemd's MemoryDenyWriteExecute=yes enforces, applied by the kernel (Linux 6.3+) to this
 # process alone: no memory may ever be writable and executable.
 DENY_WRITE_EXECUTE = """\

@@ -21,8 +21,8 @@ from sqlalchemy import text
 from support import write_engine_config
 
 from wcfollowup.db.state import StateStore, _sqlite_pragmas
-from wcfollowup.exit_codes import ExitCode
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.exit_codes import ExitCode
 
 BODY = """\
 sequences:

@@ -171,7 +171,7 @@ def test_once_per_customer_counts_enrolments_made_before_the_rule_was_turned_on(
 
 
 def test_erasing_a_customer_erases_the_once_per_customer_memory_of_them(store_url: str) -> None:
-    from wcfollowup import privacy
+    from wcfollowup.db import privacy
     from wcfollowup.db.schema import once_customers
 
     state = StateStore(store_url)
@@ -293,7 +293,7 @@ def test_sqlite_time_text_is_what_sqlalchemy_writes_for_any_time(value: datetime
 def test_a_purge_larger_than_a_statement_can_carry_and_its_once_memory(store_url: str) -> None:
     """PostgreSQL takes at most 65,535 parameters in a statement: a first purge of a big store
     erases more enrolments than that, and must also empty their once-per-customer memory."""
-    from wcfollowup import privacy
+    from wcfollowup.db import privacy
     from wcfollowup.db.schema import once_customers, once_sequences
 
     count = 70_000
@@ -377,7 +377,7 @@ def test_a_purge_keeps_remembering_a_customer_a_newer_enrolment_still_names(
 ) -> None:
     """Enrolled twice (the rule was off once), the customer stays remembered when only the
     older enrolment is purged: the memory is rebuilt from the enrolments that remain."""
-    from wcfollowup import privacy
+    from wcfollowup.db import privacy
     from wcfollowup.db.schema import once_customers
 
     state = StateStore(store_url)

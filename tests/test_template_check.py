@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from wcfollowup.config import Config, load_config
+from wcfollowup.render.check import check_templates
 from wcfollowup.sandbox.runner import sandbox_config_yaml
-from wcfollowup.template_check import check_templates
 
 ENV = {"WC_CONSUMER_KEY": "ck_test", "WC_CONSUMER_SECRET": "cs_test", "SENDGRID_API_KEY": "SG.x"}
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from support import drain, one_due_thank_you, write_engine_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
-from wcfollowup.render import Renderer
-from wcfollowup.render_limits import TIME_BUDGET, TemplateTooCostly
+from wcfollowup.core.clock import FakeClock
+from wcfollowup.render.check import check_templates, sample_context
+from wcfollowup.render.limits import TIME_BUDGET, TemplateTooCostly
+from wcfollowup.render.renderer import Renderer
 from wcfollowup.sandbox import Sandbox
-from wcfollowup.template_check import check_templates, sample_context
+from wcfollowup.service.daemon import Daemon
 
 FOOTER = '{% include "en/_footer.html" %}\n'
 EVERY_LANGUAGE = ("en", "id", "ms")  # the sandbox's customers get Indonesian or Malay emails

@@ -11,8 +11,8 @@ from jinja2 import UndefinedError
 
 from wcfollowup.core.context import email_context, safe_money
 from wcfollowup.core.language import DEFAULT_LANGUAGE_BY_COUNTRY, language_for
-from wcfollowup.render import RenderedEmail, Renderer
-from wcfollowup.template_check import SAMPLE_ORDER, SAMPLE_UNSUBSCRIBE_URL, sample_context
+from wcfollowup.render.check import SAMPLE_ORDER, SAMPLE_UNSUBSCRIBE_URL, sample_context
+from wcfollowup.render.renderer import RenderedEmail, Renderer
 
 LANGUAGES = ("en", "id", "ms")
 CUSTOMER_TEMPLATES = ("thank-you", "review-request", "survey", "coupon", "win-back")

@@ -13,9 +13,9 @@ from datetime import timedelta
 
 from support import drain, one_due_thank_you
 
-from wcfollowup.clock import FakeClock
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 MakeDaemon = Callable[..., Daemon]
 

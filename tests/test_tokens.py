@@ -13,7 +13,7 @@ import pytest
 from itsdangerous import URLSafeSerializer
 from support import hides
 
-from wcfollowup.tokens import (
+from wcfollowup.web.tokens import (
     KEY_BYTES,
     BadToken,
     ExpiredToken,

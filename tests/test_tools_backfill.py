@@ -13,10 +13,10 @@ from tools_support import tools_config
 from typer.testing import CliRunner
 
 from wcfollowup.cli import app
-from wcfollowup.clock import FakeClock, SystemClock
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock, SystemClock
 from wcfollowup.db.schema import enrollments, steps
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 from wcfollowup.tools import backfill
 
 SEEDED_COMPLETED = 9  # completed 9 to 21 days before the sandbox started

@@ -14,10 +14,10 @@ from tools_support import complete_orders, tools_config
 from typer.testing import CliRunner
 
 from wcfollowup.cli import app
-from wcfollowup.clock import FakeClock
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.state import MessageRow
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 from wcfollowup.tools import queue
 from wcfollowup.tools.log_query import LogFilter, follow_log, read_log
 from wcfollowup.tools.timespec import parse_point

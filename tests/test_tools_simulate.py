@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 from starlette.types import Scope
 from tools_support import complete_orders, tools_config
 
-from wcfollowup.clock import FakeClock
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.schema import enrollments, messages, steps
 from wcfollowup.db.state import StateStore
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 from wcfollowup.tools.simulate import simulate
 
 

@@ -13,12 +13,12 @@ from tools_support import complete_orders, tools_config
 from typer.testing import CliRunner
 
 from wcfollowup.cli import app
-from wcfollowup.clock import FakeClock
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.db.coupons import CouponBook, Redemption
 from wcfollowup.db.schema import coupons, steps
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 from wcfollowup.tools import queue
 from wcfollowup.tools.stats import collect
 

@@ -17,12 +17,12 @@ import psutil
 import pytest
 from starlette.applications import Starlette
 
-from wcfollowup.clock import FakeClock
-from wcfollowup.metrics import Metrics
-from wcfollowup.tokens import KEY_BYTES, LinkSigner
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.web import ONE_CLICK_SOURCE, UNSUBSCRIBE_SOURCE, SurveyAnswer
 from wcfollowup.web.app import make_app
+from wcfollowup.web.metrics import Metrics
 from wcfollowup.web.server import WebServer, WebServerError
+from wcfollowup.web.tokens import KEY_BYTES, LinkSigner
 
 START = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 EXPIRES = START + timedelta(days=30)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from support import sandbox_env
 
-from wcfollowup.clock import SystemClock
+from wcfollowup.core.clock import SystemClock
 from wcfollowup.sandbox import Sandbox
 from wcfollowup.sandbox.daemon_process import DaemonProcess
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from support import drain, hides, sandbox_env, write_engine_config
 
-from wcfollowup.clock import FakeClock
 from wcfollowup.config import load_config
-from wcfollowup.daemon import Daemon
+from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
+from wcfollowup.service.daemon import Daemon
 
 SEQUENCES = """\
 sequences:

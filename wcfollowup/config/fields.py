@@ -150,7 +150,7 @@ def _check_email(value: str) -> str:
     # Imported here: email_validator compiles large regexes at import (~60 ms on a small VPS).
     from email_validator import EmailNotValidError
 
-    from wcfollowup.core.emails import checked_email
+    from wcfollowup.common.emails import checked_email
 
     try:
         return checked_email(value)

@@ -1,7 +1,7 @@
 """``load_config``: file in, validated :class:`Config` or every problem at once out.
 
 Reads one file and the given environment mapping; no network. Its one side effect: the secrets
-of a valid config join the process-wide redaction list (``wcfollowup.redact``), so every log
+of a valid config join the process-wide redaction list (``wcfollowup.common.redact``), so every log
 line, message row and page redacts them from the moment they exist in memory.
 """
 
@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from wcfollowup.common.redact import register_secrets
 from wcfollowup.config.errors import (
     ConfigError,
     ConfigProblem,
@@ -29,7 +30,6 @@ from wcfollowup.config.errors import (
 from wcfollowup.config.fields import BASE_DIR
 from wcfollowup.config.models import DUPLICATE_NAME_ERROR, SOURCE_PATH, Config, duplicate_names
 from wcfollowup.config.yaml_source import Document, Position, read_document
-from wcfollowup.redact import register_secrets
 
 EXTENSION = "x-"
 

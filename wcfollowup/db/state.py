@@ -37,10 +37,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from wcfollowup.common.redact import redact
 from wcfollowup.core.planning import Enrollment
 from wcfollowup.db.lock import KEEPALIVES, DaemonLock
 from wcfollowup.db.migrate import upgrade
 from wcfollowup.db.once import refill_once_customers
+from wcfollowup.db.privacy import suppression_keys
 from wcfollowup.db.schema import (
     coupons,
     enrollments,
@@ -51,8 +53,6 @@ from wcfollowup.db.schema import (
     stores,
     unsubscribes,
 )
-from wcfollowup.privacy import suppression_keys
-from wcfollowup.redact import redact
 
 # Rows per multi-row INSERT: well under SQLite's 32,766 (since 3.32) and PostgreSQL's 65,535
 # parameters. 2,500 rows read 0.08 better than 500 in alternating runs of a 50,000-order backlog

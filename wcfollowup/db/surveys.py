@@ -12,9 +12,9 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from wcfollowup.core.answers import SurveyAnswer
 from wcfollowup.db.schema import survey_responses
 from wcfollowup.db.state import StateStore
-from wcfollowup.web import SurveyAnswer
 
 MAX_COMMENT = 2000
 

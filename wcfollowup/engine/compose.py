@@ -21,11 +21,12 @@ from wcfollowup.core.money import LOCALE_FOR_LANGUAGE
 from wcfollowup.core.shapes import dicts, integer, mapping, text, web_url
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.coupon_issuer import CouponIssuer, IssuedCoupon
+from wcfollowup.engine.step_ref import StepRef
 from wcfollowup.mail.message import OutgoingEmail
-from wcfollowup.render import Renderer
+from wcfollowup.render.renderer import Renderer
 
 if TYPE_CHECKING:
-    from wcfollowup.tokens import LinkSigner
+    from wcfollowup.web.tokens import LinkSigner
     from wcfollowup.woo.gateway import WooGateway
 
 # An unsubscribe link must keep working for as long as anyone might click it.
@@ -36,17 +37,6 @@ PRODUCT_CACHE_LIMIT = 5000
 
 class NothingToSend(Exception):
     """The step has nothing to say (every product already reviewed): skip it, with a reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class StepRef:
-    """Which step an email belongs to; a preview uses id 0."""
-
-    id: int
-    store_id: int
-    order_id: int
-    sequence: str
-    step: str
 
 
 @dataclass(frozen=True, slots=True)

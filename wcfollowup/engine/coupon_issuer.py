@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from wcfollowup.clock import Clock
 from wcfollowup.config import CouponConfig
+from wcfollowup.core.clock import Clock
 from wcfollowup.core.coupons import coupon_body, coupon_problems, expires_local, new_code
 from wcfollowup.db.coupons import CouponBook, CouponRecord
 from wcfollowup.woo.errors import CouponExists, StoreRequestError
 
 if TYPE_CHECKING:
-    from wcfollowup.engine.compose import StepRef
+    from wcfollowup.engine.step_ref import StepRef
     from wcfollowup.woo.gateway import WooGateway
 
 log = structlog.get_logger("wcfollowup.coupons")

@@ -30,11 +30,11 @@ import structlog
 from jinja2 import TemplateError
 from sqlalchemy.exc import SQLAlchemyError
 
-from wcfollowup.clock import Clock
+from wcfollowup.common.emails import normalize_email
 from wcfollowup.config import Config, StepConfig
+from wcfollowup.core.clock import Clock
 from wcfollowup.core.conditions import describe, evaluate, explain, needs_survey
 from wcfollowup.core.delivery import delivery_statuses
-from wcfollowup.core.emails import normalize_email
 from wcfollowup.core.orders import EXIT_STATUSES, OrderSnapshot
 from wcfollowup.core.planning import Timing, find_step, window_timezone
 from wcfollowup.core.shapes import tidy_order
@@ -42,18 +42,19 @@ from wcfollowup.core.windows import next_opening
 from wcfollowup.db.coupons import CouponBook
 from wcfollowup.db.state import CapHold, ClaimedStep, StateStore, database_problem
 from wcfollowup.db.surveys import SurveyBook
-from wcfollowup.engine.compose import Composer, NothingToSend, StepRef
+from wcfollowup.engine.compose import Composer, NothingToSend
 from wcfollowup.engine.coupon_issuer import CouponBusy, CouponIssuer, CouponRefused
 from wcfollowup.engine.facts import FactsSource
+from wcfollowup.engine.step_ref import StepRef
 from wcfollowup.mail.errors import MailAuthError, MailRejected, MailUnavailable, MailUncertain
 from wcfollowup.mail.sendgrid_mailer import SendGridMailer
-from wcfollowup.render import Renderer, TemplateMissing
+from wcfollowup.render.renderer import Renderer, TemplateMissing
 from wcfollowup.woo.errors import OrderNotFound, StoreAuthError, StoreError
 from wcfollowup.woo.gateway import WooGateway
 
 if TYPE_CHECKING:
-    from wcfollowup.metrics import Metrics
-    from wcfollowup.tokens import LinkSigner
+    from wcfollowup.web.metrics import Metrics
+    from wcfollowup.web.tokens import LinkSigner
 
 log = structlog.get_logger("wcfollowup.dispatch")
 

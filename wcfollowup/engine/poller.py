@@ -30,8 +30,8 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from wcfollowup.clock import Clock
 from wcfollowup.config import Config, SequenceConfig
+from wcfollowup.core.clock import Clock
 from wcfollowup.core.conditions import evaluate, required_fields
 from wcfollowup.core.context import safe_money
 from wcfollowup.core.delivery import delivered_at, delivery_fields, delivery_statuses
@@ -57,7 +57,7 @@ from wcfollowup.engine.facts import FactsSource
 from wcfollowup.engine.page_stream import PageStream
 from wcfollowup.engine.poison import check_order_id, describe, order_at_fault
 from wcfollowup.engine.write_behind import WriteBehind
-from wcfollowup.metrics import Metrics
+from wcfollowup.web.metrics import Metrics
 from wcfollowup.woo.gateway import Page, WooGateway
 
 # Just what enrolment needs; dispatch re-reads the full order before acting.

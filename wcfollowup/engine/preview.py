@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wcfollowup.clock import Clock, SystemClock
+from wcfollowup.common.emails import normalize_email
 from wcfollowup.config import Config
+from wcfollowup.core.clock import Clock, SystemClock
 from wcfollowup.core.conditions import describe, evaluate, explain
-from wcfollowup.core.emails import normalize_email
-from wcfollowup.engine.compose import Composer, NothingToSend, StepRef
+from wcfollowup.engine.compose import Composer, NothingToSend
 from wcfollowup.engine.facts import FactsSource
-from wcfollowup.render import Renderer
+from wcfollowup.engine.step_ref import StepRef
+from wcfollowup.render.renderer import Renderer
 from wcfollowup.woo.gateway import WooGateway
 
 
@@ -40,7 +41,7 @@ class StepNotFound(LookupError):
 def preview_emails(
     config: Config, order_id: int, step: str | None = None, clock: Clock | None = None
 ) -> list[PreviewedEmail]:
-    from wcfollowup.daemon import make_signer
+    from wcfollowup.web.tokens import make_signer
 
     clock = clock or SystemClock()
     store = config.store

@@ -20,9 +20,9 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from wcfollowup.common.redact import redact, register_secrets
 from wcfollowup.mail.errors import MailAuthError, MailRejected, MailUnavailable, MailUncertain
 from wcfollowup.mail.message import OutgoingEmail
-from wcfollowup.redact import redact, register_secrets
 
 # python-http-client logs request headers, including "Authorization: Bearer <key>", at DEBUG.
 logging.getLogger("python_http_client").setLevel(logging.WARNING)

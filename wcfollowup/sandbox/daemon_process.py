@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-LAUNCH = "from wcfollowup.service import main; main()"
+LAUNCH = "from wcfollowup.service.systemd import main; main()"
 # A test's own systemd variables must not leak into a daemon that did not ask for them.
 SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wcfollowup.clock import Clock
+from wcfollowup.core.clock import Clock
 
 if TYPE_CHECKING:
     from wcfollowup.sandbox.runner import Sandbox

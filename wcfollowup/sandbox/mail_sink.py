@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from wcfollowup.clock import Clock
+from wcfollowup.core.clock import Clock
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from email.utils import format_datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wcfollowup.clock import Clock
+from wcfollowup.core.clock import Clock
 
 FaultHook = Callable[[Scope], ASGIApp | None]
 

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from wcfollowup.clock import Clock, SystemClock
+from wcfollowup.core.clock import Clock, SystemClock
 from wcfollowup.sandbox.mail_app import build_mail_app
 from wcfollowup.sandbox.mail_sink import MailSink
 from wcfollowup.sandbox.middleware import ClockDateHeader, FaultSeam

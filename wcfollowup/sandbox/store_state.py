@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from wcfollowup.clock import Clock
+from wcfollowup.core.clock import Clock
 from wcfollowup.sandbox import seed
 from wcfollowup.sandbox.coupons_reviews import Coupon, Review, create_review
 from wcfollowup.sandbox.order_render import render_order

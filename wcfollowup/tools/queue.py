@@ -209,7 +209,7 @@ def queued_record(item: QueuedStep, tz: Any) -> dict[str, Any]:
 def print_queue(items: list[QueuedStep], tz: Any, console: Any) -> None:
     from rich.table import Table
 
-    from wcfollowup.log_view import shown
+    from wcfollowup.tools.log_view import shown
 
     table = Table(title=f"what goes out next ({len(items)} steps, times in {tz})", expand=False)
     for column in ("step id", "due", "order", "recipient", "sequence", "step", "kind", "state"):

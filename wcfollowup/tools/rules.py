@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from wcfollowup.common.emails import normalize_email
 from wcfollowup.config import Config, SequenceConfig, StepConfig
 from wcfollowup.core.conditions import evaluate, needs_survey, required_fields
 from wcfollowup.core.delivery import delivered_at, delivery_statuses
-from wcfollowup.core.emails import normalize_email
 from wcfollowup.core.orders import OrderSnapshot
 from wcfollowup.core.planning import Enrollment, PlannedStep, Timing, completion_anchor, plan
 from wcfollowup.engine.facts import FactsSource

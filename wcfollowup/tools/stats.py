@@ -252,7 +252,7 @@ def print_stats(stats: Stats, config: Config, console: Any) -> None:
     from rich.table import Table
 
     from wcfollowup.core.money import format_money
-    from wcfollowup.log_view import shown
+    from wcfollowup.tools.log_view import shown
 
     tz, language = config.store.tz, config.store.language
 

@@ -7,23 +7,16 @@ the state store can implement it without importing Starlette or uvicorn; the app
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+from wcfollowup.core.answers import SurveyAnswer
 
 __all__ = ["ONE_CLICK_SOURCE", "UNSUBSCRIBE_SOURCE", "SurveyAnswer", "WebBook"]
 
 # The ``source`` recorded with an unsubscribe, so the log can tell the two routes apart.
 UNSUBSCRIBE_SOURCE = "unsubscribe link"
 ONE_CLICK_SOURCE = "one-click unsubscribe"
-
-
-@dataclass(frozen=True)
-class SurveyAnswer:
-    """``recorded`` is False when the step already had a score; ``score`` is the one kept."""
-
-    recorded: bool
-    score: int
 
 
 class WebBook(Protocol):

@@ -27,10 +27,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wcfollowup.clock import Clock
-from wcfollowup.metrics import CONTENT_TYPE_LATEST, Metrics
-from wcfollowup.redact import redact
-from wcfollowup.tokens import BadToken, ExpiredToken, LinkSigner
+from wcfollowup.common.redact import redact
+from wcfollowup.core.clock import Clock
 from wcfollowup.web import (
     ONE_CLICK_SOURCE,
     UNSUBSCRIBE_SOURCE,
@@ -38,6 +36,8 @@ from wcfollowup.web import (
     WebBook,
     pages,
 )
+from wcfollowup.web.metrics import CONTENT_TYPE_LATEST, Metrics
+from wcfollowup.web.tokens import BadToken, ExpiredToken, LinkSigner
 
 log = structlog.get_logger("wcfollowup.web")
 

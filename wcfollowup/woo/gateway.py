@@ -27,9 +27,9 @@ from tenacity import (
 )
 from urllib3.exceptions import InsecureRequestWarning
 
+from wcfollowup.common.redact import redact, register_secrets
 from wcfollowup.core.orders import format_wc_gmt
 from wcfollowup.core.shapes import integer
-from wcfollowup.redact import redact, register_secrets
 from wcfollowup.woo.connection_errors import (
     certificate_failure,
     describe_connection_error,

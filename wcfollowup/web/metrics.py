@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from wcfollowup.redact import redact
+from wcfollowup.common.redact import redact
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 

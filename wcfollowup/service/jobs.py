@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-log = structlog.get_logger("wcfollowup.jobs")
+log = structlog.get_logger("wcfollowup.service.jobs")
 
 # A job that has not completed for twice its interval plus this is overdue.
 SLACK_SECONDS = 30.0

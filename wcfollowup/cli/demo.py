@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from wcfollowup.clock import ScaledClock
+from wcfollowup.core.clock import ScaledClock
 
 if TYPE_CHECKING:
-    from wcfollowup.daemon import Daemon
     from wcfollowup.sandbox import ReceivedMail, Sandbox
+    from wcfollowup.service.daemon import Daemon
 
 DEMO_SETTINGS = """\
 # Demo delays are hours, not days, so the whole story fits in a minute.
@@ -70,11 +70,11 @@ SPEED = 360.0
 
 def run_demo(speed: float = SPEED, timeout: float = 90.0) -> int:
     from wcfollowup.config import load_config
-    from wcfollowup.daemon import Daemon
     from wcfollowup.db.state import StateStore
-    from wcfollowup.log_view import make_console, print_log
-    from wcfollowup.logs import configure_logging
     from wcfollowup.sandbox import Sandbox
+    from wcfollowup.service.daemon import Daemon
+    from wcfollowup.service.logs import configure_logging
+    from wcfollowup.tools.log_view import make_console, print_log
 
     console = make_console()
     clock = ScaledClock(speed=speed)

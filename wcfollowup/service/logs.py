@@ -7,7 +7,7 @@ Python's last-resort handler and reach the journal as raw, unredacted text.
 
 The redaction processor walks every value of every event, so a secret cannot slip out through
 an exception message, an object's repr or a URL someone decided to log; the list of secrets
-is the process-wide one in ``wcfollowup.redact``.
+is the process-wide one in ``wcfollowup.common.redact``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import structlog
 
-from wcfollowup.redact import redact
-from wcfollowup.redact import register_secrets as _register
+from wcfollowup.common.redact import redact
+from wcfollowup.common.redact import register_secrets as _register
 
 # Libraries whose INFO/DEBUG lines are noise or carry request details (and keys): only their
 # warnings and errors are logged. uvicorn's start-up chatter repeats what the daemon logs.
@@ -146,5 +146,5 @@ def _children(name: str) -> list[logging.Logger]:
 
 
 def register_secrets(secrets: Iterable[str]) -> None:
-    """Kept for callers of the old API: the list lives in ``wcfollowup.redact``."""
+    """Kept for callers of the old API: the list lives in ``wcfollowup.common.redact``."""
     _register(secrets)

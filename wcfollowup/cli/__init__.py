@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from wcfollowup.exit_codes import ExitCode, exit_code_for
+from wcfollowup.service.exit_codes import ExitCode, exit_code_for
 
 if TYPE_CHECKING:
     from wcfollowup.config import Config
@@ -55,8 +55,8 @@ def check(config: ConfigOption = Path("config.yaml")) -> None:
 
     Example: wcfollowup check --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.privacy import steps_beyond_retention
-    from wcfollowup.template_check import check_templates
+    from wcfollowup.db.privacy import steps_beyond_retention
+    from wcfollowup.render.check import check_templates
 
     cfg = load_or_exit(config)
     problems = check_templates(cfg) + steps_beyond_retention(cfg)
@@ -85,14 +85,15 @@ def run(
     """
     if not once:
         # systemd notify, SIGHUP reload and SIGTERM live in the service; it loads the config.
-        from wcfollowup.service import serve
+        from wcfollowup.service.systemd import serve
 
         raise typer.Exit(serve(config))
 
-    from wcfollowup.daemon import Daemon, KeyUnavailable
     from wcfollowup.db.lock import AlreadyRunning, LockLost
     from wcfollowup.db.opening import StateUnavailable
-    from wcfollowup.logs import configure_logging
+    from wcfollowup.service.daemon import Daemon
+    from wcfollowup.service.logs import configure_logging
+    from wcfollowup.web.tokens import KeyUnavailable
     from wcfollowup.woo.errors import StoreIncompatible, StoreTooOld
 
     cfg = load_or_exit(config)
@@ -119,7 +120,7 @@ def run(
 
 def _fail(problem: BaseException, code: ExitCode) -> NoReturn:
     """One line on stderr (cron mails it) and a distinct exit code; never a traceback."""
-    from wcfollowup.redact import redact
+    from wcfollowup.common.redact import redact
 
     print(f"error: {redact(str(problem))}", file=sys.stderr)
     raise typer.Exit(code)
@@ -137,7 +138,7 @@ def _open_state(cfg: Config) -> StateStore:
 
 
 def _now() -> datetime:
-    from wcfollowup.clock import SystemClock
+    from wcfollowup.core.clock import SystemClock
 
     return SystemClock().now()
 
@@ -154,7 +155,7 @@ def _point(text: str | None, now: datetime, cfg: Config, *, end: bool = False) -
 
 
 def _store_failed(exc: Exception) -> NoReturn:
-    from wcfollowup.redact import redact
+    from wcfollowup.common.redact import redact
 
     print(f"error: the store could not be read: {redact(str(exc))}", file=sys.stderr)
     raise typer.Exit(exit_code_for(exc))
@@ -193,9 +194,9 @@ def show_log(
 
     Example: wcfollowup log --config /etc/wcfollowup/config.yaml --status failed --since 7d
     """
-    from wcfollowup.log_view import make_console, print_lines, print_log, write_csv
-    from wcfollowup.log_view import write_json_lines as write_json
     from wcfollowup.tools.log_query import LogFilter, follow_log, read_log
+    from wcfollowup.tools.log_view import make_console, print_lines, print_log, write_csv
+    from wcfollowup.tools.log_view import write_json_lines as write_json
 
     if as_json and as_csv:
         raise typer.BadParameter("choose one of --json and --csv")
@@ -245,7 +246,7 @@ def _redacted(rows: Sequence[MessageRow]) -> list[MessageRow]:
     """Rows written before reasons were redacted on the way in may still hold a secret."""
     import dataclasses
 
-    from wcfollowup.redact import redact
+    from wcfollowup.common.redact import redact
 
     return [dataclasses.replace(row, reason=redact(row.reason)) for row in rows]
 
@@ -271,8 +272,8 @@ def queue(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from wcfollowup.log_view import make_console
     from wcfollowup.tools.inert import json_text
+    from wcfollowup.tools.log_view import make_console
     from wcfollowup.tools.queue import list_queue, print_queue, queued_record
 
     cfg = load_or_exit(config)
@@ -386,7 +387,7 @@ def preview(
     Example: wcfollowup preview 1234 --step thank-you --config /etc/wcfollowup/config.yaml
     """
     from wcfollowup.engine.preview import StepNotFound, preview_emails
-    from wcfollowup.log_view import make_console
+    from wcfollowup.tools.log_view import make_console
     from wcfollowup.tools.preview import write_previews
     from wcfollowup.woo.errors import OrderNotFound, StoreError
 
@@ -418,8 +419,8 @@ def simulate(
 
     Example: wcfollowup simulate --since 90d --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.log_view import make_console
     from wcfollowup.tools.inert import json_text
+    from wcfollowup.tools.log_view import make_console
     from wcfollowup.tools.progress import order_progress
     from wcfollowup.tools.simulate import print_tally
     from wcfollowup.tools.simulate import simulate as run_simulation
@@ -452,8 +453,8 @@ def backfill(
 
     Example: wcfollowup backfill --since 2026-09-01 --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.log_view import make_console
     from wcfollowup.tools import backfill as tools_backfill
+    from wcfollowup.tools.log_view import make_console
     from wcfollowup.tools.progress import order_progress
     from wcfollowup.tools.simulate import print_tally
     from wcfollowup.woo.errors import StoreError
@@ -505,8 +506,8 @@ def stats(
 
     Example: wcfollowup stats --since 30d --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.log_view import make_console
     from wcfollowup.tools.inert import json_text
+    from wcfollowup.tools.log_view import make_console
     from wcfollowup.tools.progress import order_progress
     from wcfollowup.tools.stats import collect, print_stats
     from wcfollowup.woo.errors import StoreError
@@ -538,7 +539,7 @@ def unsubscribe(
 
     Example: wcfollowup unsubscribe siti@example.com --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup.clock import SystemClock
+    from wcfollowup.core.clock import SystemClock
 
     cfg = load_or_exit(config)
     state = _open_state(cfg)
@@ -574,7 +575,7 @@ def forget(
 
     Example: wcfollowup forget siti@example.com --config /etc/wcfollowup/config.yaml
     """
-    from wcfollowup import privacy
+    from wcfollowup.db import privacy
 
     if (email is None) == (older_than is None):
         raise typer.BadParameter("give an email address, or --older-than (not both)")
@@ -644,7 +645,7 @@ def demo(
 
     Example: wcfollowup demo
     """
-    from wcfollowup.demo import run_demo
+    from wcfollowup.cli.demo import run_demo
 
     raise typer.Exit(run_demo(speed=speed))
 

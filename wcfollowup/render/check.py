@@ -24,7 +24,7 @@ from jinja2 import TemplateError, TemplateSyntaxError
 from wcfollowup.config import Config, StepConfig
 from wcfollowup.core.context import email_context, format_local_date, safe_money
 from wcfollowup.core.language import DEFAULT_LANGUAGE_BY_COUNTRY
-from wcfollowup.render import PARTS, Renderer, TemplateMissing
+from wcfollowup.render.renderer import PARTS, Renderer, TemplateMissing
 
 __all__ = ["SAMPLE_ORDER", "check_templates", "sample_context", "sample_extras"]
 

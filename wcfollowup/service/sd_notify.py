@@ -27,7 +27,7 @@ __all__ = [
     "watchdog_interval",
 ]
 
-log = structlog.get_logger("wcfollowup.sd_notify")
+log = structlog.get_logger("wcfollowup.service.sd_notify")
 
 _warned = False
 

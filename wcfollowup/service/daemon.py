@@ -8,31 +8,30 @@ exactly the code the jobs run.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from wcfollowup.clock import Clock, SystemClock
 from wcfollowup.config import Config
+from wcfollowup.core.clock import Clock, SystemClock
 from wcfollowup.db.lock import LockLost
 from wcfollowup.db.opening import open_state
+from wcfollowup.db.privacy import Purge, describe_purge, purge_older_than
 from wcfollowup.db.state import DatabaseUnavailable, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.dispatcher import Dispatcher, DispatchResult
 from wcfollowup.engine.poller import Poller, PollResult
-from wcfollowup.jobs import IntervalJobs, Ticker
-from wcfollowup.logs import register_secrets
 from wcfollowup.mail.sendgrid_mailer import SendGridMailer
-from wcfollowup.metrics import Metrics
-from wcfollowup.privacy import Purge, describe_purge, purge_older_than
-from wcfollowup.render import Renderer
+from wcfollowup.render.renderer import Renderer
+from wcfollowup.service.jobs import IntervalJobs, Ticker
+from wcfollowup.service.logs import register_secrets
+from wcfollowup.web.metrics import Metrics
+from wcfollowup.web.tokens import make_signer
 from wcfollowup.woo.errors import (
     StoreAuthError,
     StoreError,
@@ -43,10 +42,9 @@ from wcfollowup.woo.errors import (
 from wcfollowup.woo.gateway import WooGateway
 
 if TYPE_CHECKING:
-    from wcfollowup.tokens import LinkSigner
     from wcfollowup.web.server import WebServer
 
-log = structlog.get_logger("wcfollowup.daemon")
+log = structlog.get_logger("wcfollowup.service.daemon")
 
 RETENTION_EVERY = timedelta(days=1)
 
@@ -426,38 +424,3 @@ class Daemon:
             self._web.stop()
             self._web = None
         self.state.close()
-
-
-def signing_key_path(config: Config) -> Path:
-    """Where the generated link-signing key lives: the state folder.
-
-    systemd's ``StateDirectory=`` sets ``$STATE_DIRECTORY``; otherwise the SQLite database's
-    folder. A PostgreSQL setup without either must give ``http.signing_key``.
-    """
-    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    if state_dir:
-        return Path(state_dir) / "signing.key"
-    if config.database.path is not None:
-        return Path(config.database.path).parent / "signing.key"
-    raise KeyUnavailable(
-        "survey and unsubscribe links need a signing key: set http.signing_key in the config "
-        "(e.g. ${WCF_SIGNING_KEY}, 32+ random characters), or run under systemd with "
-        "StateDirectory= so wcfollowup can generate one"
-    )
-
-
-def make_signer(config: Config) -> LinkSigner | None:
-    from wcfollowup.tokens import LinkSigner, load_or_create_key
-
-    if config.http is None:
-        return None
-    if config.http.signing_key is not None:
-        key = config.http.signing_key.get_secret_value().encode("utf-8")
-    else:
-        key = load_or_create_key(signing_key_path(config))
-    register_secrets([key.hex()] if config.http.signing_key is None else [key.decode()])
-    return LinkSigner(key)
-
-
-class KeyUnavailable(Exception):
-    """No signing key is configured and there is no state folder to keep a generated one."""

@@ -9,7 +9,7 @@ without copying the rest.
 Context mappings are :class:`~wcfollowup.core.context.Section` objects: ``order.items`` means the
 order's items (not the dict method), and a typo names the section it was looked up in.
 
-Every render is bounded in time, size and depth (:mod:`wcfollowup.render_limits`): an owner's
+Every render is bounded in time, size and depth (:mod:`wcfollowup.render.limits`): an owner's
 template that loops forever or builds a gigabyte fails its step with a reason instead. The
 sandbox is the immutable one, so a template cannot grow a list or dict in place either.
 """
@@ -37,8 +37,8 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from wcfollowup import render_limits as limits
 from wcfollowup.core.context import Section, safe_money
+from wcfollowup.render import limits
 
 # (part, file suffix): every email is a one-line subject, an HTML body and a plain-text body.
 PARTS: tuple[tuple[str, str], ...] = (("subject", "subject.txt"), ("html", "html"), ("text", "txt"))
@@ -148,7 +148,7 @@ class Renderer:
         loaders: list[BaseLoader] = []
         if templates_dir is not None:
             loaders.append(FileSystemLoader(str(templates_dir)))
-        loaders.append(PackageLoader("wcfollowup", "templates"))
+        loaders.append(PackageLoader("wcfollowup", "render/templates"))
         self.env = _Environment(
             loader=ChoiceLoader(loaders),
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -170,7 +170,7 @@ class Renderer:
     ) -> str:
         """One part (``suffix`` from :data:`PARTS`); a subject is folded onto one line.
 
-        Raises :class:`~wcfollowup.render_limits.TemplateTooCostly` (a ``TemplateError``) when
+        Raises :class:`~wcfollowup.render.limits.TemplateTooCostly` (a ``TemplateError``) when
         the template goes over a bound, with the template's frames in its traceback.
         """
         name = self.find(template, language, suffix)

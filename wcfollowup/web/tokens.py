@@ -38,6 +38,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from wcfollowup.common.redact import register_secrets
+from wcfollowup.config import Config
+
 KEY_BYTES = 32
 
 _SURVEY_SALT = "wcfollowup.survey.v1"
@@ -213,3 +216,37 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def signing_key_path(config: Config) -> Path:
+    """Where the generated link-signing key lives: the state folder.
+
+    systemd's ``StateDirectory=`` sets ``$STATE_DIRECTORY``; otherwise the SQLite database's
+    folder. A PostgreSQL setup without either must give ``http.signing_key``.
+    """
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state_dir:
+        return Path(state_dir) / "signing.key"
+    if config.database.path is not None:
+        return Path(config.database.path).parent / "signing.key"
+    raise KeyUnavailable(
+        "survey and unsubscribe links need a signing key: set http.signing_key in the config "
+        "(e.g. ${WCF_SIGNING_KEY}, 32+ random characters), or run under systemd with "
+        "StateDirectory= so wcfollowup can generate one"
+    )
+
+
+def make_signer(config: Config) -> LinkSigner | None:
+    """The signer for survey and unsubscribe links, or None when the config has no ``http``."""
+    if config.http is None:
+        return None
+    if config.http.signing_key is not None:
+        key = config.http.signing_key.get_secret_value().encode("utf-8")
+    else:
+        key = load_or_create_key(signing_key_path(config))
+    register_secrets([key.hex()] if config.http.signing_key is None else [key.decode()])
+    return LinkSigner(key)
+
+
+class KeyUnavailable(Exception):
+    """No signing key is configured and there is no state folder to keep a generated one."""

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from wcfollowup import sd_notify
-from wcfollowup.exit_codes import ExitCode
+from wcfollowup.service import sd_notify
+from wcfollowup.service.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from wcfollowup.clock import Clock
-    from wcfollowup.daemon import Daemon
+    from wcfollowup.core.clock import Clock
+    from wcfollowup.service.daemon import Daemon
 
 __all__ = ["EXIT_CONFIG", "EXIT_LOCKED", "EXIT_STORE", "Service", "main", "serve", "status_line"]
 
@@ -63,11 +63,12 @@ def serve(config_path: Path, *, clock: Clock | None = None) -> int:
     scheduler died without a watchdog to notice.
     """
     from wcfollowup.config import ConfigError, load_config
-    from wcfollowup.daemon import Daemon, KeyUnavailable
     from wcfollowup.db.lock import AlreadyRunning
     from wcfollowup.db.opening import StateUnavailable
-    from wcfollowup.logs import configure_logging
+    from wcfollowup.service.daemon import Daemon
+    from wcfollowup.service.logs import configure_logging
     from wcfollowup.web.server import WebServerError
+    from wcfollowup.web.tokens import KeyUnavailable
     from wcfollowup.woo.errors import StoreIncompatible, StoreTooOld
 
     try:
@@ -177,7 +178,7 @@ class Service:
     def reload(self) -> None:
         """Re-read the YAML; anything wrong leaves the running config in charge."""
         from wcfollowup.config import ConfigError, load_config
-        from wcfollowup.daemon import ReloadRefused
+        from wcfollowup.service.daemon import ReloadRefused
 
         sd_notify.reloading()
         try:

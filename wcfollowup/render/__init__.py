@@ -1,0 +1,1 @@
+"""Emails from Jinja2 templates, and the check that renders them all."""

@@ -1,0 +1,1 @@
+"""The daemon as a service: wiring, systemd notify, logs."""
