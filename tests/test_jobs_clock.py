@@ -158,6 +158,17 @@ def test_jobs_keep_their_interval_when_the_clock_steps_back_an_hour_or_forward(
     assert started.is_alive()
 
 
+def test_a_reload_gives_the_jobs_their_new_interval(started: Daemon, clocks: StepClocks) -> None:
+    assert wait_until(lambda: runs(started, "poll") == 1)
+    config = started.config
+    faster = config.poll.model_copy(update={"interval": timedelta(seconds=20)})
+    started.reload(config.model_copy(update={"poll": faster}))
+    clocks.elapse(20)
+    assert wait_until(lambda: runs(started, "poll") == 2), "poll kept its old interval"
+    clocks.elapse(20)
+    assert wait_until(lambda: runs(started, "poll") == 3)
+
+
 def polls_done(daemon: Daemon) -> float:
     for metric in daemon.metrics.registry.collect():
         if metric.name == "wcfollowup_polls":
