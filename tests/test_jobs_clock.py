@@ -1,9 +1,10 @@
 """Polls and dispatches keep their intervals across clock steps; the watchdog needs real work.
 
-The daemon's jobs count elapsed time on a tick source (the monotonic clock in production). The
-tests give the real daemon a tick source of their own and step it by an hour, back and forth,
-mid-run: the jobs still run within one interval. One test steps the wall clock the way the old
-scheduler (APScheduler 3) read it, with the real monotonic clock underneath. And the systemd
+APScheduler runs the daemon's jobs on the wall clock; a guard keeps them on elapsed time (the
+monotonic clock). The tests give the real daemon both clocks of their own (APScheduler reads
+the wall clock as ``datetime.now`` in its scheduler module, which the tests point at theirs) and
+step the wall clock by an hour, back and forth, mid-run: the jobs still run within one
+interval. One test steps the wall clock with the real clocks underneath. And the systemd
 watchdog is fed from the jobs' own finish times: a poll stuck on a store that never answers
 stops the pings, and they resume once it completes.
 """
@@ -14,9 +15,10 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
+import apscheduler.schedulers.base
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 from support import sandbox_env
@@ -33,31 +35,57 @@ HOUR = 3600.0
 POLL_EVERY, DISPATCH_EVERY = 60.0, 10.0  # tests/support.py's config
 
 
-class StepTicks:
-    """A tick source the test moves, forwards or back, as a stepped clock would."""
+class StepClocks:
+    """The two clocks the jobs read, which the test moves: elapsed ticks (the monotonic clock,
+    which only time passing moves) and the wall clock (which a clock step moves too)."""
 
     def __init__(self) -> None:
-        self._now = 10_000.0
+        self._ticks = 10_000.0
+        self._wall = float(int(time.time()))  # whole seconds: the sums below stay exact
         self._lock = threading.Lock()
         self.reads = 0
 
-    def __call__(self) -> float:
+    def ticks(self) -> float:
+        with self._lock:
+            return self._ticks
+
+    def wall(self) -> float:
         with self._lock:
             self.reads += 1
-            return self._now
+            return self._wall
 
-    def step(self, seconds: float, *, settle: bool = True) -> None:
-        """Move the ticks, then let the waiting jobs look at them (a real clock steps, then
-        time passes; a step and the next seconds must not reach the jobs as one sum)."""
+    def elapse(self, seconds: float, *, settle: bool = True) -> None:
+        """Time passes: both clocks move."""
+        self._move(seconds, seconds, settle)
+
+    def step_wall(self, seconds: float) -> None:
+        """The wall clock is stepped (NTP, ``date -s``, a restored VM); no time passes."""
+        self._move(0.0, seconds, settle=True)
+
+    def _move(self, ticks: float, wall: float, settle: bool) -> None:
+        """Move the clocks, then let the scheduler look at them (a real clock steps, then time
+        passes; a step and the next seconds must not reach the scheduler as one sum)."""
         with self._lock:
-            self._now += seconds
+            self._ticks += ticks
+            self._wall += wall
             reads = self.reads
         if settle:
             assert wait_until(lambda: self.reads > reads + 20)
 
 
+def point_apscheduler_at(monkeypatch: pytest.MonkeyPatch, wall: Callable[[], float]) -> None:
+    """APScheduler compares its run times with ``datetime.now`` in its scheduler module."""
+
+    class Wall(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Wall:
+            return datetime.fromtimestamp(wall(), tz)  # type: ignore[return-value]
+
+    monkeypatch.setattr(apscheduler.schedulers.base, "datetime", Wall)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Wait for the job threads to react (not for a schedule: the test moves the ticks)."""
+    """Wait for the jobs to react (not for a schedule: the test moves the clocks)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -77,17 +105,18 @@ def stays(condition: Callable[[], bool], seconds: float = 0.3) -> bool:
 
 
 @pytest.fixture
-def ticks() -> StepTicks:
-    return StepTicks()
+def clocks(monkeypatch: pytest.MonkeyPatch) -> StepClocks:
+    clocks = StepClocks()
+    point_apscheduler_at(monkeypatch, clocks.wall)
+    return clocks
 
 
 @pytest.fixture
 def started(
-    make_config: Callable[..., Config], clock: FakeClock, ticks: StepTicks
+    make_config: Callable[..., Config], clock: FakeClock, clocks: StepClocks
 ) -> Iterator[Daemon]:
-    daemon = Daemon(
-        make_config(), clock, sleep=lambda _s: None, ticker=Ticker(now=ticks, slice=0.002)
-    )
+    ticker = Ticker(now=clocks.ticks, wall=clocks.wall, slice=0.002)
+    daemon = Daemon(make_config(), clock, sleep=lambda _s: None, ticker=ticker)
     daemon.start()
     try:
         yield daemon
@@ -101,21 +130,43 @@ def runs(daemon: Daemon, job: str) -> int:
 
 
 def test_jobs_keep_their_interval_when_the_clock_steps_back_an_hour_or_forward(
-    started: Daemon, ticks: StepTicks
+    started: Daemon, clocks: StepClocks
 ) -> None:
     assert wait_until(lambda: runs(started, "poll") == 1 and runs(started, "dispatch") == 1)
 
-    ticks.step(-HOUR)  # mid-run, an hour back
-    ticks.step(DISPATCH_EVERY)
+    clocks.step_wall(-HOUR)  # an hour back: APScheduler alone would wait out that hour
+    clocks.elapse(DISPATCH_EVERY)
     assert wait_until(lambda: runs(started, "dispatch") == 2), "dispatch stalled after the step"
     assert stays(lambda: runs(started, "poll") == 1), "poll ran before its interval was up"
-    ticks.step(POLL_EVERY - DISPATCH_EVERY)
+    clocks.elapse(POLL_EVERY - DISPATCH_EVERY)
     assert wait_until(lambda: runs(started, "poll") == 2), "poll stalled after the step back"
 
-    ticks.step(HOUR)  # and an hour forward: one run each at once, not the sixty "missed"
-    assert wait_until(lambda: runs(started, "poll") == 3 and runs(started, "dispatch") >= 3)
-    assert stays(lambda: runs(started, "poll") == 3 and runs(started, "dispatch") <= 4)
+    clocks.step_wall(HOUR)  # an hour forward: at most one run each, not the sixty "missed"
+    assert stays(lambda: runs(started, "poll") <= 3 and runs(started, "dispatch") <= 4)
+    clocks.elapse(POLL_EVERY)  # and the jobs go on at their intervals
+    assert wait_until(lambda: runs(started, "poll") >= 3)
+    assert stays(lambda: runs(started, "poll") <= 4)
+
+    polls, dispatches = runs(started, "poll"), runs(started, "dispatch")
+    clocks.elapse(HOUR)  # an hour really passes (the process was stopped): one run each
+    assert wait_until(
+        lambda: runs(started, "poll") == polls + 1 and runs(started, "dispatch") == dispatches + 1
+    )
+    assert stays(
+        lambda: runs(started, "poll") == polls + 1 and runs(started, "dispatch") == dispatches + 1
+    )
     assert started.is_alive()
+
+
+def test_a_reload_gives_the_jobs_their_new_interval(started: Daemon, clocks: StepClocks) -> None:
+    assert wait_until(lambda: runs(started, "poll") == 1)
+    config = started.config
+    faster = config.poll.model_copy(update={"interval": timedelta(seconds=20)})
+    started.reload(config.model_copy(update={"poll": faster}))
+    clocks.elapse(20)
+    assert wait_until(lambda: runs(started, "poll") == 2), "poll kept its old interval"
+    clocks.elapse(20)
+    assert wait_until(lambda: runs(started, "poll") == 3)
 
 
 def polls_done(daemon: Daemon) -> float:
@@ -128,22 +179,18 @@ def polls_done(daemon: Daemon) -> float:
 def test_a_wall_clock_step_back_does_not_stall_polling(
     sandbox: Sandbox, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On the real monotonic clock, with the wall clock as APScheduler 3 read it an hour back.
+    """On the real clocks, with the wall clock stepped an hour back mid-run.
 
-    APScheduler kept each job's next run as a wall-clock time: after this step no poll ran for
-    an hour. The daemon must poll again within its interval (5 s here, the least allowed).
+    APScheduler keeps each job's next run as a wall-clock time: on its own, after this step
+    no poll ran for an hour. The daemon must poll again within its interval (5 s here, the
+    least allowed).
     """
-    # The wall clock as the old scheduler read it (the daemon no longer needs APScheduler).
-    apscheduler_base = pytest.importorskip("apscheduler.schedulers.base")
-
     shift = [timedelta(0)]
 
-    class SteppedWallClock(datetime):
-        @classmethod
-        def now(cls, tz: object = None) -> SteppedWallClock:
-            return datetime.now(tz) - shift[0]  # type: ignore[arg-type,return-value]
+    def wall() -> float:
+        return time.time() - shift[0].total_seconds()
 
-    monkeypatch.setattr(apscheduler_base, "datetime", SteppedWallClock)
+    point_apscheduler_at(monkeypatch, wall)
     path = tmp_path / "config.yaml"
     path.write_text(
         sandbox.config_yaml(tmp_path / "state.db")
@@ -151,7 +198,8 @@ def test_a_wall_clock_step_back_does_not_stall_polling(
         + "      - {name: thank-you, template: thank-you, after: 30m}\n",
         encoding="utf-8",
     )
-    daemon = Daemon(load_config(path, env=sandbox_env(sandbox)), clock, sleep=lambda _s: None)
+    config = load_config(path, env=sandbox_env(sandbox))
+    daemon = Daemon(config, clock, sleep=lambda _s: None, ticker=Ticker(wall=wall))
     daemon.start()
     try:
         assert wait_until(lambda: polls_done(daemon) >= 1)
@@ -211,7 +259,7 @@ def pinged(service: Service, notify: NotifyListener) -> bool:
 def test_the_watchdog_is_pinged_only_while_polls_complete(
     sandbox: Sandbox,
     started: Daemon,
-    ticks: StepTicks,
+    clocks: StepClocks,
     notify: NotifyListener,
     tmp_path: Path,
 ) -> None:
@@ -222,12 +270,12 @@ def test_the_watchdog_is_pinged_only_while_polls_complete(
     stall = StalledStore(sandbox)
     sandbox.store_faults.hook = stall
     try:
-        ticks.step(POLL_EVERY)  # the next poll starts and hangs on the store
+        clocks.elapse(POLL_EVERY)  # the next poll starts and hangs on the store
         assert stall.stalled.wait(10)
         assert started.jobs is not None and started.jobs.job("poll").running
-        ticks.step(HOUR / 2)
+        clocks.elapse(HOUR / 2)
         assert pinged(service, notify), "a poll in progress for half an hour is still work"
-        ticks.step(HUNG_AFTER_SECONDS)  # dispatch still runs; the poll is stuck
+        clocks.elapse(HUNG_AFTER_SECONDS)  # dispatch still runs; the poll is stuck
         assert wait_until(lambda: runs(started, "dispatch") >= 3)
         assert not pinged(service, notify), "the watchdog was pinged while no poll completed"
     finally:
@@ -238,12 +286,12 @@ def test_the_watchdog_is_pinged_only_while_polls_complete(
 
 
 def test_no_ping_once_the_jobs_have_stopped(
-    started: Daemon, notify: NotifyListener, tmp_path: Path, ticks: StepTicks
+    started: Daemon, notify: NotifyListener, tmp_path: Path, clocks: StepClocks
 ) -> None:
     service = Service(started, tmp_path / "config.yaml")
     assert wait_until(lambda: runs(started, "poll") == 1)
     assert pinged(service, notify)
     assert started.jobs is not None
     started.jobs.shutdown()
-    ticks.step(2 * POLL_EVERY, settle=False)  # nobody is left to read the ticks
+    clocks.elapse(2 * POLL_EVERY, settle=False)  # nobody is left to read the clocks
     assert not pinged(service, notify)

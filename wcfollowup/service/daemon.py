@@ -1,7 +1,7 @@
 """The daemon: builds the adapters from the config and runs the poll and dispatch jobs.
 
-The jobs (``jobs.IntervalJobs``) only decide *when we look*: fixed intervals of elapsed time on
-the monotonic clock, one run at a time, so no wall-clock step can stall them. What is due is
+The jobs (APScheduler, through ``jobs.IntervalJobs``) only decide *when we look*: fixed
+intervals, one run at a time, kept on elapsed time when the wall clock steps. What is due is
 decided by the injected clock and the outbox in the database, so ``--once`` and the tests run
 exactly the code the jobs run.
 """
@@ -62,7 +62,7 @@ class Daemon:
         sleep: Callable[[float], None] = time.sleep,
         ticker: Ticker | None = None,
     ) -> None:
-        """``ticker`` times the jobs (the monotonic clock unless a test steps its own)."""
+        """``ticker`` times the jobs (the real clocks unless a test steps its own)."""
         self.config = config
         self.clock = clock or SystemClock()
         store, mail = config.store, config.sendgrid

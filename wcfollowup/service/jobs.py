@@ -1,20 +1,22 @@
-"""Run the daemon's jobs at fixed intervals of elapsed time, whatever the wall clock does.
+"""APScheduler runs the daemon's jobs; a clock-step guard keeps them on elapsed time.
 
-APScheduler 3 stored each job's next run as a wall-clock datetime and compared it with
-``datetime.now()`` (``BaseScheduler._process_jobs``): when the system clock stepped back an hour
-(NTP fixing a wrong clock, a VM restored from a snapshot, a manual ``date -s``), the next poll
-lay an hour ahead and nothing ran for that hour. Here each job has a thread of its own that
-counts the time that has *elapsed* since the job last started, on ``time.monotonic`` (which no
-clock step moves), and waits on ``threading.Event.wait`` (on Linux with glibc >= 2.30 CPython
-waits on the monotonic clock too). Elapsed time is counted in small steps and a step backwards
-of the tick source counts as none, so even a tick source that jumps back cannot stall a job for
-longer than its interval.
+APScheduler 3 (``BackgroundScheduler``, ``IntervalTrigger``) runs each job at a fixed interval,
+one run at a time (``max_instances=1``), once rather than once per missed interval when late
+(``coalesce=True``), the first run at start. It keeps each job's next run as a wall-clock
+datetime and compares it with ``datetime.now()`` (``BaseScheduler._process_jobs``): when the
+system clock stepped back an hour (NTP fixing a wrong clock, a VM restored from a snapshot, a
+manual ``date -s``), the next poll lay an hour ahead and nothing ran for that hour.
 
-The jobs the daemon needs are few and simple: a fixed interval, one run at a time (a run that
-overruns its interval is followed by one run at once, not by the runs it missed), the first run
-at start. Each job also records when it last started and finished, on the same monotonic ticks,
-which is what the systemd watchdog is fed from (``progressing``): the watchdog is pinged only
-while the jobs actually complete, never by a timer that runs whatever the jobs do.
+So before each round of the scheduler (``_process_jobs``, the method APScheduler's own Qt
+scheduler overrides too), the guard compares the wall clock with ``time.monotonic``, which no
+clock step moves. When the gap between the two moved by more than ``STEP_SECONDS``, the wall
+clock was stepped, and each job's next run is set again to one interval after its last start,
+counted in monotonic seconds. The scheduler waits at most ``Ticker.slice`` seconds between
+rounds, so a step is seen within that time even while the next run is far away.
+
+Each job also records when it last started and finished, on the monotonic clock, which is what
+the systemd watchdog is fed from (``progressing``): the watchdog is pinged only while the jobs
+actually complete, never by a timer that runs whatever the jobs do.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 log = structlog.get_logger("wcfollowup.service.jobs")
 
@@ -32,14 +39,22 @@ log = structlog.get_logger("wcfollowup.service.jobs")
 SLACK_SECONDS = 30.0
 # A run that has gone on this long is taken as hung (one poll of a large backlog takes minutes).
 HUNG_AFTER_SECONDS = 3600.0
+# The wall clock moved this much against the monotonic clock between two rounds: a step, not
+# NTP slewing (at most 0.5 ms a second).
+STEP_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
 class Ticker:
-    """Where the jobs read elapsed seconds (``now``), and how often a waiting job looks."""
+    """The clocks the jobs read, and how often the scheduler looks at them.
+
+    ``now`` counts elapsed seconds (the bookkeeping, the watchdog, the guard); ``wall`` is the
+    wall clock, as APScheduler reads it, in seconds since the epoch.
+    """
 
     now: Callable[[], float] = time.monotonic
-    slice: float = 5.0
+    wall: Callable[[], float] = time.time
+    slice: float = 1.0
 
 
 @dataclass
@@ -52,8 +67,23 @@ class Job:
     started: float | None = None
     finished: float | None = None
     running: bool = False
+    # Completed runs, counted once APScheduler has let go of the run (a run due then is not
+    # refused as a second instance).
     runs: int = 0
-    thread: threading.Thread | None = field(default=None, repr=False)
+
+
+class _GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler is untyped
+    """A ``BackgroundScheduler`` that calls ``guard`` before each round and waits at most
+    ``slice`` seconds between rounds."""
+
+    def __init__(self, guard: Callable[[], None], slice: float, **options: Any) -> None:
+        self._guard, self._slice = guard, slice
+        super().__init__(**options)
+
+    def _process_jobs(self) -> float:
+        self._guard()
+        wait: float | None = super()._process_jobs()
+        return self._slice if wait is None else min(wait, self._slice)
 
 
 class IntervalJobs:
@@ -61,48 +91,60 @@ class IntervalJobs:
         self.ticker = ticker or Ticker()
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._started_at: float | None = None
+        self._gap: float | None = None  # wall minus monotonic clock, at the last round
+        self.scheduler = _GuardedScheduler(
+            self._guard,
+            self.ticker.slice,
+            timezone=UTC,
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        )
+        self.scheduler.add_listener(self._finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
 
     def add(
         self, name: str, func: Callable[[], object], interval: float, *, watched: bool = True
     ) -> None:
         """Add a job, or give an existing one a new function and interval (a reload).
 
-        ``watched`` jobs are the ones ``progressing`` checks: a daily purge is not.
+        A new job runs at once (at start, if not started yet). ``watched`` jobs are the ones
+        ``progressing`` checks: a daily purge is not.
         """
         if interval <= 0:
             raise ValueError(f"job {name!r} needs a positive interval, not {interval}")
+        trigger = IntervalTrigger(seconds=interval, timezone=UTC)
         with self._lock:
             job = self._jobs.get(name)
-            if job is not None:
-                job.func, job.interval, job.watched = func, interval, watched
+            if job is None:
+                self._jobs[name] = Job(name, func, interval, watched)
+                self.scheduler.add_job(
+                    self._run,
+                    trigger,
+                    args=(name,),
+                    id=name,
+                    name=name,
+                    next_run_time=_utc(self.ticker.wall()),
+                )
                 return
-            job = self._jobs[name] = Job(name, func, interval, watched)
-            if self._started_at is not None:
-                self._launch(job)
+            job.func, job.interval, job.watched = func, interval, watched
+            wall, now = self.ticker.wall(), self.ticker.now()
+            self.scheduler.modify_job(
+                name, trigger=trigger, next_run_time=self._next_run(job, wall, now)
+            )
 
     def start(self) -> None:
         """Start every job; each runs at once, then every ``interval`` seconds."""
-        with self._lock:
-            self._started_at = self.ticker.now()
-            for job in self._jobs.values():
-                self._launch(job)
+        self._started_at = self.ticker.now()
+        self.scheduler.start()
 
     def shutdown(self, wait: bool = True) -> None:
         """Start no new runs; with ``wait``, let the runs in progress finish first."""
-        self._stop.set()
-        if wait:
-            for job in list(self._jobs.values()):
-                if job.thread is not None and job.thread is not threading.current_thread():
-                    job.thread.join()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
 
     @property
     def running(self) -> bool:
-        """Started, not shut down, and every job's thread still there."""
-        if self._started_at is None or self._stop.is_set():
-            return False
-        return all(j.thread is not None and j.thread.is_alive() for j in self._jobs.values())
+        """Started and not shut down (a scheduler thread that died shows as overdue jobs)."""
+        return self._started_at is not None and bool(self.scheduler.running)
 
     def job(self, name: str) -> Job:
         return self._jobs[name]
@@ -128,37 +170,42 @@ class IntervalJobs:
         """True while the jobs run and complete: what the systemd watchdog is fed from."""
         return self.running and not self.overdue()
 
-    # -- each job's thread ------------------------------------------------------------------
+    # -- called by APScheduler --------------------------------------------------------------
 
-    def _launch(self, job: Job) -> None:
-        job.thread = threading.Thread(
-            target=self._loop, args=(job,), name=f"wcfollowup-{job.name}", daemon=True
-        )
-        job.thread.start()
-
-    def _loop(self, job: Job) -> None:
-        while not self._stop.is_set():
-            self._run(job)
-            self._wait(job)
-
-    def _run(self, job: Job) -> None:
+    def _run(self, name: str) -> None:
+        job = self._jobs[name]
         job.started, job.running = self.ticker.now(), True
         try:
             job.func()
         except Exception:
-            log.exception("job failed; it runs again at its next interval", job=job.name)
+            log.exception("job failed; it runs again at its next interval", job=name)
         finally:
             job.finished, job.running = self.ticker.now(), False
-            job.runs += 1
 
-    def _wait(self, job: Job) -> None:
-        """Until ``job.interval`` seconds have elapsed since the run started (or stop)."""
-        now = self.ticker.now()
-        assert job.started is not None
-        remaining = job.interval - max(0.0, now - job.started)
-        last = now
-        while remaining > 0 and not self._stop.is_set():
-            self._stop.wait(min(remaining, self.ticker.slice))
-            now = self.ticker.now()
-            remaining -= max(0.0, now - last)  # a step back counts as no time, never as more
-            last = now
+    def _finished(self, event: JobExecutionEvent) -> None:
+        self._jobs[event.job_id].runs += 1
+
+    def _guard(self) -> None:
+        """If the wall clock was stepped since the last round, reschedule every job one interval
+        after its last start, on the monotonic clock."""
+        wall, now = self.ticker.wall(), self.ticker.now()
+        gap, last = wall - now, self._gap
+        self._gap = gap
+        if last is None or abs(gap - last) <= STEP_SECONDS:
+            return
+        log.warning(
+            "the wall clock was stepped; the jobs keep their intervals", seconds=round(gap - last)
+        )
+        with self._lock:
+            for job in self._jobs.values():
+                self.scheduler.modify_job(job.name, next_run_time=self._next_run(job, wall, now))
+
+    @staticmethod
+    def _next_run(job: Job, wall: float, now: float) -> datetime:
+        """One interval after the job's last start (at once if it never started)."""
+        elapsed = job.interval if job.started is None else now - job.started
+        return _utc(wall + max(0.0, job.interval - elapsed))
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
