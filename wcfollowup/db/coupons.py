@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from wcfollowup.db.message_log import log_line
 from wcfollowup.db.schema import coupons
 from wcfollowup.db.state import StateStore
 
@@ -148,7 +149,7 @@ class CouponBook:
                 )
                 step = self.state.step_row(conn, row.step_id)
                 if step is not None:
-                    StateStore.log_line(
+                    log_line(
                         conn,
                         step,
                         "redeemed",

@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from wcfollowup.core.answers import SurveyAnswer
+from wcfollowup.db.message_log import log_line
 from wcfollowup.db.schema import survey_responses
 from wcfollowup.db.state import StateStore
 
@@ -58,7 +59,7 @@ class SurveyBook:
                         answered_at=at,
                     )
                 )
-                StateStore.log_line(conn, row, "answered", at, reason=f"survey score {score}/5")
+                log_line(conn, row, "answered", at, reason=f"survey score {score}/5")
         except IntegrityError:  # a concurrent click on another score won the race
             with self.state.tx() as conn:
                 winner = conn.execute(
@@ -84,7 +85,7 @@ class SurveyBook:
             if changed:
                 row = self.state.step_row(conn, step_id)
                 if row is not None:
-                    StateStore.log_line(conn, row, "commented", at, reason=text[:200])
+                    log_line(conn, row, "commented", at, reason=text[:200])
         return bool(changed)
 
     def unsubscribe(self, email: str, source: str, at: datetime) -> int:
