@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Engine, Select, func, select
 
+from wcfollowup.common.redact import redact
 from wcfollowup.db.schema import messages
 from wcfollowup.db.state import MessageRow
 
@@ -87,3 +88,9 @@ def follow_log(
         if rounds is None or done < rounds:
             sleep(FOLLOW_EVERY)
     return after_id
+
+
+def redact_reasons(rows: Sequence[MessageRow]) -> list[MessageRow]:
+    """The rows with any secret masked in their reason: rows written before reasons were
+    redacted on the way in may still hold one, and the owner's output must not show it."""
+    return [replace(row, reason=redact(row.reason)) for row in rows]
