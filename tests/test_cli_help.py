@@ -38,7 +38,11 @@ def test_help_has_an_example(command: list[str]) -> None:
 
 def test_top_level_help_is_fast_and_imports_nothing_heavy() -> None:
     code = (
-        "import sys, time; t = time.perf_counter(); from wcfollowup.cli import app\n"
+        # The console entry point itself (main() sets the umask first): it must stay light.
+        "import contextlib, io, sys; sys.argv = ['wcfollowup', '--help']\n"
+        "from wcfollowup.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main()\n"
         "heavy = [m for m in ('sqlalchemy', 'requests', 'sendgrid', 'apscheduler') "
         "if m in sys.modules]\nprint(heavy)"
     )

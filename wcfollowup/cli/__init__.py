@@ -46,7 +46,7 @@ app.command()(demo)
 
 def main() -> None:
     """The console entry point: new files (database, keys) are private to the owner."""
-    from wcfollowup.db.opening import keep_files_private
+    from wcfollowup.common.private_files import keep_files_private
 
     keep_files_private()
     app()

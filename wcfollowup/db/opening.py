@@ -9,7 +9,6 @@ the fix, and the command prints that one message and exits with code 9 (``exit_c
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -64,21 +63,6 @@ _SQLITE_ADVICE: Final = (
         "check the disk that holds {folder} (dmesg), then restore from a backup if needed",
     ),
 )
-
-
-PRIVATE_UMASK: Final = 0o077
-
-
-def keep_files_private() -> None:
-    """Make every file this process creates readable by its own user only (0600).
-
-    The SQLite database and its ``-wal``/``-shm`` files (SQLite gives them the database's
-    mode), the lock file, the link signing key and ``preview`` files hold customers' data or
-    secrets. Under systemd the unit's ``UMask=0077`` does this; from a shell or cron the
-    default umask (022) would leave them readable by every local user, so the command line
-    sets it itself, before anything is opened.
-    """
-    os.umask(PRIVATE_UMASK)
 
 
 FAULTS: Final = (SQLAlchemyError, sqlite3.Error, OSError)

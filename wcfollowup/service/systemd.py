@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="wcfollowup-service", description=main.__doc__)
     parser.add_argument("--config", "-c", type=Path, required=True, help="the YAML config")
     args = parser.parse_args(argv)
-    from wcfollowup.db.opening import keep_files_private
+    from wcfollowup.common.private_files import keep_files_private
 
     keep_files_private()
     sys.exit(serve(args.config))
