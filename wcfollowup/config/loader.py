@@ -28,7 +28,8 @@ from wcfollowup.config.errors import (
     known_keys,
 )
 from wcfollowup.config.fields import BASE_DIR
-from wcfollowup.config.models import DUPLICATE_NAME_ERROR, SOURCE_PATH, Config, duplicate_names
+from wcfollowup.config.models import SOURCE_PATH, Config
+from wcfollowup.config.sequences import DUPLICATE_NAME_ERROR, duplicate_names
 from wcfollowup.config.yaml_source import Document, Position, read_document
 
 EXTENSION = "x-"

@@ -33,18 +33,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from wcfollowup.common.emails import normalize_email
 from wcfollowup.config import Config, StepConfig
 from wcfollowup.core.clock import Clock
-from wcfollowup.core.conditions import describe, evaluate, explain, needs_survey
 from wcfollowup.core.delivery import delivery_statuses
-from wcfollowup.core.orders import EXIT_STATUSES, OrderSnapshot
-from wcfollowup.core.planning import Timing, find_step, window_timezone
+from wcfollowup.core.orders import EXIT_STATUSES
+from wcfollowup.core.planning import find_step
 from wcfollowup.core.shapes import tidy_order
-from wcfollowup.core.windows import next_opening
 from wcfollowup.db.coupons import CouponBook
-from wcfollowup.db.state import CapHold, ClaimedStep, StateStore, database_problem
+from wcfollowup.db.state import ClaimedStep, StateStore, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.compose import Composer, NothingToSend
 from wcfollowup.engine.coupon_issuer import CouponBusy, CouponIssuer, CouponRefused
 from wcfollowup.engine.facts import FactsSource
+from wcfollowup.engine.step_checks import StepChecks
 from wcfollowup.engine.step_ref import StepRef
 from wcfollowup.mail.errors import MailAuthError, MailRejected, MailUnavailable, MailUncertain
 from wcfollowup.mail.sendgrid_mailer import SendGridMailer
@@ -111,11 +110,11 @@ class Dispatcher:
         self.unrecorded: dict[int, Unrecorded] = {}
         self.stranded: set[int] = set()
         self._backlog_lock = threading.Lock()
-        self.facts = FactsSource(gateway)
         self.completed_statuses = frozenset({"completed", *delivery_statuses(config.delivery)})
         self.metrics = metrics
         self.surveys = SurveyBook(state)
         self.coupons = CouponBook(state)
+        self.checks = StepChecks(config, state, self.surveys, FactsSource(gateway))
         self.composer = Composer(
             config,
             gateway,
@@ -219,17 +218,17 @@ class Dispatcher:
             return self._finish(
                 step, "cancelled", recipient, reason="the recipient unsubscribed", bound=bound
             )
-        opening = self._window_opening(step_config, order, now)
+        opening = self.checks.window_opening(step_config, order, now)
         if opening > now:
             self.state.release(step.id, now, due_at=opening)
             bound.info("step held for its send window", opens=opening.isoformat())
             return "held"
-        guard = self._guard(step_config, order, step.store_id, step.order_id)
+        guard = self.checks.guard(step_config, order, step.store_id, step.order_id)
         if guard is not None:
             return self._finish(step, "skipped", recipient, reason=guard, bound=bound)
-        cap_key = self._cap_key(step_config)
+        cap_key = self.checks.cap_key(step_config)
         # A first look, before a coupon is made for nothing; ``mark_sending`` decides.
-        capped = None if to_owner else self._capped(step_config, recipient, cap_key, now)
+        capped = None if to_owner else self.checks.capped(step_config, recipient, cap_key, now)
         if capped is not None:
             return self._finish(step, "skipped", recipient, reason=capped, bound=bound)
 
@@ -256,19 +255,14 @@ class Dispatcher:
                 bound=bound,
             )
 
-        cap = None  # the owner's copies count against no customer's cap
-        if not to_owner:
-            cap = CapHold(recipient, cap_key)
-            if step_config.cap is not None:
-                per = step_config.cap.per
-                since = now - per if per is not None else None
-                cap = CapHold(recipient, cap_key, step_config.cap.max, since)
+        # The owner's copies count against no customer's cap.
+        cap = None if to_owner else self.checks.cap_hold(step_config, recipient, cap_key, now)
         clearance = self.state.mark_sending(step.id, self.clock.now(), cap=cap)
         if not clearance.ours:
             return self._let_go(step, "not sent", None, bound)
         if clearance.capped is not None:
             assert step_config.cap is not None
-            reason = self._cap_reason(step_config, cap_key, clearance.capped)
+            reason = self.checks.cap_reason(step_config, cap_key, clearance.capped)
             return self._finish(step, "skipped", recipient, reason=reason, bound=bound)
         try:
             message_id = self.mailer.send(composed.email)
@@ -298,59 +292,6 @@ class Dispatcher:
 
     def _step_config(self, step: ClaimedStep) -> StepConfig | None:
         return find_step(self.config.sequences, step.sequence, step.step)
-
-    def _window_opening(self, step: StepConfig, order: dict[str, Any], now: datetime) -> datetime:
-        """A retried or late step still respects its window: no emails at 3 a.m."""
-        window = step.effective_window(self.config.send_window)
-        if window is None:
-            return now
-        snapshot = OrderSnapshot.from_wc(order)
-        timing = Timing(store_tz=self.config.store.tz, default_window=self.config.send_window)
-        return next_opening(now, window, window_timezone(window, snapshot, timing))
-
-    def _guard(
-        self, step: StepConfig, order: dict[str, Any], store_id: int, order_id: int
-    ) -> str | None:
-        """``only_if`` / ``skip_if`` against the order as it is now; a reason if it blocks."""
-        if step.only_if is None and step.skip_if is None:
-            return None
-        score = None
-        if needs_survey(step.only_if) or needs_survey(step.skip_if):
-            response = self.surveys.response_for_order(store_id, order_id)
-            score = response.score if response is not None else None
-        facts = self.facts.facts(order, [step.only_if, step.skip_if], survey_score=score)
-        if step.only_if is not None and not evaluate(step.only_if, facts):
-            return f"only_if not met: {explain(step.only_if, facts)}"
-        if step.skip_if is not None and evaluate(step.skip_if, facts):
-            return f"skip_if met: {describe(step.skip_if)}"
-        return None
-
-    @staticmethod
-    def _cap_key(step: StepConfig) -> str:
-        if step.cap is not None and step.cap.key:
-            return step.cap.key
-        return step.template
-
-    def _capped(self, step: StepConfig, recipient: str, cap_key: str, now: datetime) -> str | None:
-        cap = step.cap
-        if cap is None:
-            return None
-        since = now - cap.per if cap.per is not None else None
-        sent = self.state.sent_count(recipient, cap_key, since)
-        if sent < cap.max:
-            return None
-        return self._cap_reason(step, cap_key, sent)
-
-    @staticmethod
-    def _cap_reason(step: StepConfig, cap_key: str, used: int) -> str:
-        """Sent, or being sent right now by another worker: both count against the cap."""
-        assert step.cap is not None
-        per = step.cap.per
-        period = f"in the last {per}" if per is not None else "ever"
-        return (
-            f"frequency cap: {used} '{cap_key}' message(s) already sent (or being sent) to this "
-            f"address {period}"
-        )
 
     def _finish(
         self,

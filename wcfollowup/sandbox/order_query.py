@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-from wcfollowup.sandbox.store_state import ID_BITS, ID_MASK, OrderRecord, SandboxStore
+from wcfollowup.sandbox.order_records import ID_BITS, ID_MASK, OrderRecord
+from wcfollowup.sandbox.store_state import SandboxStore
 from wcfollowup.sandbox.wp_params import (
     FieldTree,
     ParamErrors,

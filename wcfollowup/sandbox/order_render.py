@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from wcfollowup.sandbox import seed
 
 if TYPE_CHECKING:  # store_state renders through this module, so import its types lazily
-    from wcfollowup.sandbox.store_state import OrderRecord, SandboxStore
+    from wcfollowup.sandbox.order_records import OrderRecord
+    from wcfollowup.sandbox.store_state import SandboxStore
 
 
 def money(cents: int, dp: int = 2) -> str:

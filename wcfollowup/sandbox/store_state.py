@@ -1,18 +1,15 @@
 """The sandbox store's data and every way it can change, behind one lock.
 
-Orders are kept as small slotted records (ids, epoch seconds, references to shared customers and
-products) and turned into WooCommerce JSON only when asked, so 100,000 orders cost tens of
-megabytes instead of a gigabyte of nested dicts. Each status keeps three sorted key lists (by
-creation, by modification, by id) so a filtered, ordered page is a few bisects rather than a sort
-of the whole store; ``order_query`` reads them.
+Orders are compact records kept in a sorted index per status (see ``order_records``), turned
+into WooCommerce JSON only when asked (``order_render``) and paged by ``order_query``. This
+module owns the lock, the id sequences, the statuses, seeding, and the changes a test or the
+demo makes (create, complete, refund, touch, set meta) with their modification times.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from bisect import bisect_left, insort
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -21,6 +18,7 @@ from zoneinfo import ZoneInfo
 from wcfollowup.core.clock import Clock
 from wcfollowup.sandbox import seed
 from wcfollowup.sandbox.coupons_reviews import Coupon, Review, create_review
+from wcfollowup.sandbox.order_records import CouponLine, MetaEntry, OrderRecord, Refund, StatusIndex
 from wcfollowup.sandbox.order_render import render_order
 from wcfollowup.sandbox.seed import Customer
 
@@ -39,9 +37,6 @@ DEFAULT_STATUSES = (
 NOT_IN_ANY = frozenset({"trash", "auto-draft"})
 PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
 
-ID_BITS = 32
-ID_MASK = (1 << ID_BITS) - 1
-
 
 class UnknownOrder(KeyError):
     pass
@@ -49,82 +44,6 @@ class UnknownOrder(KeyError):
 
 class UnknownStatus(ValueError):
     pass
-
-
-@dataclass(slots=True)
-class Refund:
-    id: int
-    reason: str
-    cents: int
-
-
-@dataclass(slots=True)
-class MetaEntry:
-    id: int
-    key: str
-    value: Any
-
-
-@dataclass(slots=True)
-class CouponLine:
-    id: int
-    code: str
-    cents: int
-
-
-@dataclass(slots=True)
-class OrderRecord:
-    """One order, as compact as the API contract allows; totals are computed, not stored."""
-
-    id: int
-    status: str
-    customer: Customer
-    items: tuple[tuple[int, int], ...]
-    currency: str
-    created: int
-    modified: int
-    paid: int | None
-    completed: int | None
-    item_base: int
-    note: str = ""
-    refunds: list[Refund] | None = None
-    meta: list[MetaEntry] | None = None
-    coupons: list[CouponLine] | None = None
-    created_via: str = "checkout"
-
-    def subtotal_cents(self) -> int:
-        return sum(seed.PRODUCTS_BY_ID[pid].prices[self.currency] * qty for pid, qty in self.items)
-
-    def shipping_cents(self) -> int:
-        return seed.SHIPPING.get(self.currency, ("Flat rate", 0))[1]
-
-    def discount_cents(self) -> int:
-        return sum(line.cents for line in self.coupons or ())
-
-    def total_cents(self) -> int:
-        return self.subtotal_cents() - self.discount_cents() + self.shipping_cents()
-
-    def refunded_cents(self) -> int:
-        return sum(refund.cents for refund in self.refunds or ())
-
-
-@dataclass(slots=True)
-class StatusIndex:
-    """Sorted integer keys for one status: ``ts << 32 | id`` for dates, plain ids for ``id``."""
-
-    by_created: list[int] = field(default_factory=list)
-    by_modified: list[int] = field(default_factory=list)
-    by_id: list[int] = field(default_factory=list)
-
-
-def _key(ts: int, order_id: int) -> int:
-    return (ts << ID_BITS) | order_id
-
-
-def _remove(keys: list[int], value: int) -> None:
-    index = bisect_left(keys, value)
-    if index < len(keys) and keys[index] == value:
-        del keys[index]
 
 
 def _cents(amount: object) -> int:
@@ -197,19 +116,17 @@ class SandboxStore:
 
     # -- indexes -----------------------------------------------------------------------------
 
-    def _index(self, record: OrderRecord) -> None:
-        index = self.indexes.get(record.status)
+    def _status_index(self, status: str) -> StatusIndex:
+        index = self.indexes.get(status)
         if index is None:
-            index = self.indexes[record.status] = StatusIndex()
-        insort(index.by_created, _key(record.created, record.id))
-        insort(index.by_modified, _key(record.modified, record.id))
-        insort(index.by_id, record.id)
+            index = self.indexes[status] = StatusIndex()
+        return index
+
+    def _index(self, record: OrderRecord) -> None:
+        self._status_index(record.status).add(record)
 
     def _unindex(self, record: OrderRecord) -> None:
-        index = self.indexes[record.status]
-        _remove(index.by_created, _key(record.created, record.id))
-        _remove(index.by_modified, _key(record.modified, record.id))
-        _remove(index.by_id, record.id)
+        self.indexes[record.status].discard(record)
 
     # -- customers and items -----------------------------------------------------------------
 
@@ -373,18 +290,7 @@ class SandboxStore:
             return [record.id for record in new]
 
     def _bulk_index(self, status: str, records: list[OrderRecord]) -> None:
-        index = self.indexes.get(status)
-        if index is None:
-            index = self.indexes[status] = StatusIndex()
-        for keys, values in (
-            (index.by_created, [_key(r.created, r.id) for r in records]),
-            (index.by_modified, [_key(r.modified, r.id) for r in records]),
-            (index.by_id, [r.id for r in records]),
-        ):
-            in_order = keys and values and keys[-1] <= values[0]
-            keys.extend(values)
-            if keys and not in_order:
-                keys.sort()
+        self._status_index(status).extend(records)
 
     # -- seeding -------------------------------------------------------------------------------
 
