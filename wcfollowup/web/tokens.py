@@ -31,15 +31,15 @@ import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from wcfollowup.common.redact import register_secrets
 from wcfollowup.config import Config
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 KEY_BYTES = 32
 
@@ -86,7 +86,18 @@ class LinkSigner:
         self._legacy_unsubscribe = URLSafeSerializer(
             key, salt=_UNSUBSCRIBE_SALT, signer_kwargs=options
         )
-        self._unsubscribe = Fernet(_derive_key(key, _UNSUBSCRIBE_KEY_INFO))
+        self._key = key
+        self._fernet: Fernet | None = None
+
+    @property
+    def _unsubscribe(self) -> Fernet:
+        """Made on first use: ``cryptography`` costs about 7.5 MB of RSS, which an idle daemon
+        (nothing to send, no link opened) should not pay (the footprint bar is 80 MB)."""
+        if self._fernet is None:
+            from cryptography.fernet import Fernet
+
+            self._fernet = Fernet(_derive_key(self._key, _UNSUBSCRIBE_KEY_INFO))
+        return self._fernet
 
     def survey(
         self, *, order_id: int, step_id: int, score: int, language: str, expires_at: datetime
@@ -120,6 +131,8 @@ class LinkSigner:
         raise BadToken("not an unsubscribe link")
 
     def _decrypt_unsubscribe(self, token: str) -> object:
+        from cryptography.fernet import InvalidToken
+
         try:
             padded = token + "=" * (-len(token) % 4)
             # Fernet's own timestamp is ignored (no ttl): the expiry inside is on our clock.
@@ -132,6 +145,9 @@ class LinkSigner:
 
 def _derive_key(key: bytes, info: bytes) -> bytes:
     """A separate Fernet key per purpose, so no key is ever used for two things."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
     return base64.urlsafe_b64encode(derived)
 
