@@ -4,11 +4,17 @@ The client has no retries, no raise-for-status and a 5 s default timeout, so thi
 an explicit timeout, maps status codes to the errors in ``woo.errors``, and retries transient
 failures with tenacity. Each retry is a fresh call, so over plain HTTP it is re-signed with a
 new OAuth nonce (a replayed nonce is refused by WooCommerce).
+
+The client calls ``requests.request`` for every call: a new TCP connection (a TLS handshake in
+production) and a fresh scan of the environment for proxies and CA bundles each time. Here it
+sends through one ``requests.Session`` instead (see ``keep_alive_session``), whose pool holds a
+connection per thread that talks to the store, so calls reuse their connections.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -18,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -115,6 +122,79 @@ def _error_text(response: requests.Response) -> str:
 COUPON_EXISTS = "woocommerce_rest_coupon_code_already_exists"
 
 
+def keep_alive_session(url: str, verify: bool | str, pool_size: int) -> requests.Session:
+    """A session that keeps up to ``pool_size`` connections to ``url``'s host alive.
+
+    ``pool_size`` should be the number of threads that call the store at once (the dispatch
+    workers plus the poll): a smaller pool opens and drops connections under load.
+    The environment is read once, here, as ``requests.request`` would on every call: the
+    proxies for this URL (``HTTPS_PROXY``, ``NO_PROXY``...) and, when the certificate is checked
+    against the system store, ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``. ``trust_env`` is then
+    switched off so no call scans it again (nor reads ``~/.netrc``, which must not sign our
+    calls with another password).
+    """
+    session = requests.Session()
+    session.proxies = dict(requests.utils.get_environ_proxies(url))
+    if verify is True:
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        session.verify = bundle or True
+    else:
+        session.verify = verify
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _session_api(session: requests.Session, **options: Any) -> Any:
+    """The official client, sending through ``session`` rather than ``requests.request``.
+
+    The client's one private request method builds the URL, the auth (OAuth 1.0a signature
+    in the query over plain http, Basic auth over https) and the headers, then calls the
+    module-level ``requests.request``. The subclass repeats those few lines with the client's
+    own URL and OAuth helpers and sends through the session (patching the module's
+    ``request`` would not be thread-safe); the wire format stays the client's.
+    """
+    from urllib.parse import urlencode
+
+    from requests.auth import HTTPBasicAuth
+    from woocommerce import API
+
+    class SessionAPI(API):  # type: ignore[misc]
+        def _API__request(  # overrides the client's name-mangled private method
+            self,
+            method: str,
+            endpoint: str,
+            data: Any,
+            params: dict[str, Any] | None = None,
+            **kwargs: Any,
+        ) -> requests.Response:
+            params = {} if params is None else params
+            url = self._API__get_url(endpoint)
+            auth = None
+            headers = {"user-agent": f"{self.user_agent}", "accept": "application/json"}
+            if self.is_ssl:
+                auth = HTTPBasicAuth(self.consumer_key, self.consumer_secret)
+            else:
+                url = self._API__get_oauth_url(f"{url}?{urlencode(params)}", method, **kwargs)
+            body = None
+            if data is not None:
+                body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+                headers["content-type"] = "application/json;charset=utf-8"
+            return session.request(
+                method=method,
+                url=url,
+                auth=auth,
+                params=params,
+                data=body,
+                timeout=self.timeout,
+                headers=headers,
+            )
+
+    return SessionAPI(**options)
+
+
 class WooGateway:
     def __init__(
         self,
@@ -126,9 +206,8 @@ class WooGateway:
         verify: bool | str = True,
         attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
+        pool_size: int = 10,
     ) -> None:
-        from woocommerce import API
-
         if verify is False:
             # The daemon says this once, at start, as a structured warning; urllib3 would print
             # a raw Python warning into the JSON log on every request.
@@ -137,7 +216,9 @@ class WooGateway:
         self.url = url
         # Every error text is redacted against the process-wide list: make sure it has ours.
         register_secrets((consumer_key, consumer_secret))
-        self._api = API(
+        self.session = keep_alive_session(url, verify, pool_size)
+        self._api = _session_api(
+            self.session,
             url=url,
             consumer_key=consumer_key,
             consumer_secret=consumer_secret,
