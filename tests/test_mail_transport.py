@@ -8,6 +8,7 @@ and its fault seam are the real sandbox servers.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -67,3 +68,17 @@ def test_an_answer_lost_after_the_request_went_out_is_uncertain(
     with pytest.raises(MailUncertain):
         mailer(sandbox.sendgrid_host, sandbox, timeout=1.0).send(EMAIL)
     assert len(sandbox.sink.messages) == 1  # taken once, never retried
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_uncertain(
+    sandbox: Sandbox,
+) -> None:
+    """SendGrid (here the sink, after 1 s) closes idle keep-alive connections; the next
+    message must open a new one and go out, not fail as "maybe sent" on the dead one."""
+    sandbox._mail_server.server.config.timeout_keep_alive = 1  # seconds, read per new connection
+    sender = mailer(sandbox.sendgrid_host, sandbox)
+    sender.send(EMAIL)
+    time.sleep(1.5)  # real idle time on the socket, not a schedule
+    sender.send(EMAIL)
+    assert len(sandbox.sink.messages) == 2
+    assert sandbox.mail_peers.connections == 2
