@@ -51,3 +51,31 @@ class FaultSeam:
         hook = self.hook
         replacement = hook(scope) if hook is not None and scope["type"] == "http" else None
         await (replacement or self.app)(scope, receive, send)
+
+
+class PeerCounter:
+    """Counts the TCP connections a server took requests on: each connection has its own client
+    (address, port), so the distinct ``scope["client"]`` pairs are the connections. Tests use it
+    to check that the daemon keeps its connections alive rather than opening one per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.peers: set[tuple[str, int]] = set()
+        self.requests = 0
+
+    @property
+    def connections(self) -> int:
+        return len(self.peers)
+
+    def reset(self) -> None:
+        self.peers = set()
+        self.requests = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            client = scope.get("client")
+            if client is not None:
+                self.peers.add((str(client[0]), int(client[1])))
+            self.requests += 1
+        await self.app(scope, receive, send)

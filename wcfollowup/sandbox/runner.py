@@ -12,7 +12,7 @@ from types import FrameType, TracebackType
 from wcfollowup.core.clock import Clock, SystemClock
 from wcfollowup.sandbox.mail_app import build_mail_app
 from wcfollowup.sandbox.mail_sink import MailSink
-from wcfollowup.sandbox.middleware import ClockDateHeader, FaultSeam
+from wcfollowup.sandbox.middleware import ClockDateHeader, FaultSeam, PeerCounter
 from wcfollowup.sandbox.oauth import ApiKey, Authenticator
 from wcfollowup.sandbox.server import ServerThread
 from wcfollowup.sandbox.store_app import StoreApp
@@ -69,8 +69,11 @@ class Sandbox:
             self.ca_file = self._tls[0]
         # The store's Date header, from its clock; tests may switch it off (``send_date``).
         self.store_dates = ClockDateHeader(self.store_faults, clock)
-        self._store_server = ServerThread(self.store_dates, host, store_port, tls=self._tls)
-        self._mail_server = ServerThread(ClockDateHeader(self.mail_faults, clock), host, mail_port)
+        # The connections each server took requests on (keep-alive tests).
+        self.store_peers = PeerCounter(self.store_dates)
+        self.mail_peers = PeerCounter(ClockDateHeader(self.mail_faults, clock))
+        self._store_server = ServerThread(self.store_peers, host, store_port, tls=self._tls)
+        self._mail_server = ServerThread(self.mail_peers, host, mail_port)
         self.store_url = ""
         self.sendgrid_host = ""
 

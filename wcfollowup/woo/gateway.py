@@ -4,6 +4,11 @@ The client has no retries, no raise-for-status and a 5 s default timeout, so thi
 an explicit timeout, maps status codes to the errors in ``woo.errors``, and retries transient
 failures with tenacity. Each retry is a fresh call, so over plain HTTP it is re-signed with a
 new OAuth nonce (a replayed nonce is refused by WooCommerce).
+
+The client calls ``requests.request`` for every call: a new TCP connection (a TLS handshake in
+production) and a fresh scan of the environment for proxies and CA bundles each time. Here it
+sends through one ``requests.Session`` instead (see ``keep_alive_session``), whose pool holds a
+connection per thread that talks to the store, so calls reuse their connections.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from wcfollowup.woo.errors import (
     StoreTooOld,
     StoreUnavailable,
 )
+from wcfollowup.woo.session import keep_alive_session, session_api
 
 MAX_RETRY_AFTER = 120.0
 
@@ -126,9 +132,8 @@ class WooGateway:
         verify: bool | str = True,
         attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
+        pool_size: int = 10,
     ) -> None:
-        from woocommerce import API
-
         if verify is False:
             # The daemon says this once, at start, as a structured warning; urllib3 would print
             # a raw Python warning into the JSON log on every request.
@@ -137,7 +142,9 @@ class WooGateway:
         self.url = url
         # Every error text is redacted against the process-wide list: make sure it has ours.
         register_secrets((consumer_key, consumer_secret))
-        self._api = API(
+        self.session = keep_alive_session(url, verify, pool_size)
+        self._api = session_api(
+            self.session,
             url=url,
             consumer_key=consumer_key,
             consumer_secret=consumer_secret,
