@@ -119,6 +119,9 @@ class Daemon:
             timeout=store.request_timeout.total_seconds(),
             verify=store.verify_tls,
             sleep=self._sleep,
+            # Every dispatch worker may re-read an order while the poll pages: one kept-alive
+            # connection each, never one per request.
+            pool_size=config.dispatch.workers + 1,
         )
         self.mailer = SendGridMailer(
             mail.api_key.get_secret_value(),
@@ -127,6 +130,7 @@ class Daemon:
             host=mail.host,
             timeout=mail.request_timeout.total_seconds(),
             sleep=self._sleep,
+            pool_size=config.dispatch.workers,
         )
         self.poller = Poller(self.gateway, self.state, config, self.clock, self.metrics)
         previous: Dispatcher | None = getattr(self, "dispatcher", None)
