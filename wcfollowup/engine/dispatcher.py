@@ -21,7 +21,7 @@ the messages in flight, so it holds however many workers send at once.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -124,27 +124,56 @@ class Dispatcher:
             CouponIssuer(gateway, self.coupons, config.store.tz, clock),
         )
 
-    def dispatch(self) -> DispatchResult:
+    def dispatch(self, stop: threading.Event | None = None) -> DispatchResult:
+        """Send every step that is due, keeping all ``workers`` busy until none is left.
+
+        One claim takes at most ``batch_size`` steps; the next is claimed as soon as fewer
+        steps than workers are left in hand, so a backlog drains at the workers' pace rather
+        than one batch per dispatch interval. Claiming stops when nothing is due, when a
+        credential was refused (paused), when the database refuses writes (the backlog is
+        written before each claim, as before), or when ``stop`` is set (shutdown); the steps
+        already claimed are still acted on. A lost lock raises ``LockLost`` once the steps in
+        hand are done.
+        """
         result = DispatchResult()
+        workers = self.config.dispatch.workers
+        batch_size = self.config.dispatch.batch_size
+        in_hand: set[Future[str]] = set()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatch") as pool:
+            claiming = True
+            while claiming or in_hand:
+                if claiming and len(in_hand) < workers:
+                    claimed = self._claim(batch_size, result, stop)
+                    claiming = bool(claimed)
+                    in_hand |= {pool.submit(self._run_step, step) for step in claimed}
+                    if not in_hand:
+                        break
+                done, in_hand = wait(in_hand, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    result.add(outcome)
+                    if outcome in ("paused", "database-unavailable"):
+                        claiming = False
+        return result
+
+    def _claim(
+        self, limit: int, result: DispatchResult, stop: threading.Event | None
+    ) -> list[ClaimedStep]:
+        """The next due steps, or none when claiming must stop (``LockLost`` propagates)."""
         now = self.clock.now()
+        if stop is not None and stop.is_set():
+            return []
         if self.paused_until is not None and now < self.paused_until:
-            return result
+            return []
         if not self._write_backlog():
             result.add("database-unavailable")
-            return result
+            return []
         try:
-            claimed = self.state.claim_due(now, self.config.dispatch.batch_size)
+            return self.state.claim_due(now, limit)
         except SQLAlchemyError as exc:
             log.error("could not look for due steps", problem=database_problem(exc))
             result.add("database-unavailable")
-            return result
-        if not claimed:
-            return result
-        workers = min(self.config.dispatch.workers, len(claimed))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatch") as pool:
-            for outcome in pool.map(self._run_step, claimed):
-                result.add(outcome)
-        return result
+            return []
 
     # -- one step -------------------------------------------------------------------------
 

@@ -93,6 +93,8 @@ class Daemon:
         self._dispatch_lock = threading.Lock()
         self._ticker = ticker or Ticker()
         self._scheduler: IntervalJobs | None = None
+        # Set at shutdown: a dispatch draining a backlog claims nothing more.
+        self._stopping = threading.Event()
         self._build_workers(config)
         self._recovered = False
         # Set when the one-daemon lock was lost: nothing more is claimed, and the service (or
@@ -251,7 +253,7 @@ class Daemon:
         if self.lock_lost is not None:
             return DispatchResult()
         try:
-            result = self.dispatcher.dispatch()
+            result = self.dispatcher.dispatch(stop=self._stopping)
         except LockLost as exc:
             self._lost_lock(exc)
             return DispatchResult({"lock-lost": 1})
@@ -362,6 +364,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop taking new work; wait for a running poll or dispatch (and its sends) to finish."""
         log.info("stopping: finishing in-flight work")
+        self._stopping.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
