@@ -10,12 +10,19 @@ stores a step due now wakes the dispatch job, which sends it without waiting out
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
+from support import sandbox_env
+from test_jobs_clock import StepClocks, runs, stays, wait_until
+
+from wcfollowup.config import Config, load_config
 from wcfollowup.core.clock import FakeClock
 from wcfollowup.sandbox import Sandbox
 from wcfollowup.service.daemon import Daemon
+from wcfollowup.service.jobs import Ticker
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -42,3 +49,65 @@ def test_one_dispatch_sends_a_backlog_of_500_with_the_default_batch_and_workers(
     assert len(sandbox.sink.messages) == 500
     assert daemon.state.due_count(clock.now()) == 0
     assert daemon.dispatch_once().outcomes == {}, "nothing is left to send, nothing twice"
+
+
+POLL_EVERY, DISPATCH_EVERY = 10.0, 300.0
+
+
+@pytest.fixture
+def slow_dispatch_config(sandbox: Sandbox, tmp_path: Path) -> Config:
+    """An idle dispatcher that looks only every 5 minutes; the poll runs every 10 s."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        sandbox.config_yaml(tmp_path / "state.db")
+        + "poll:\n  interval: 10s\n  overlap: 2m\n"
+        + "dispatch:\n  interval: 5m\n  batch_size: 50\n  workers: 4\n"
+        + "sequences:\n  - name: thank-you\n    steps:\n"
+        + "      - {name: thank-you, template: thank-you, after: 0s}\n",
+        encoding="utf-8",
+    )
+    return load_config(path, env=sandbox_env(sandbox))
+
+
+@pytest.fixture
+def running(slow_dispatch_config: Config, clock: FakeClock, clocks: StepClocks) -> Iterator[Daemon]:
+    ticker = Ticker(now=clocks.ticks, wall=clocks.wall, slice=0.002)
+    daemon = Daemon(slow_dispatch_config, clock, sleep=lambda _s: None, ticker=ticker)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.shutdown()
+
+
+def test_a_poll_that_enrols_a_step_due_now_wakes_the_dispatcher(
+    sandbox: Sandbox, clock: FakeClock, running: Daemon, clocks: StepClocks
+) -> None:
+    assert wait_until(lambda: runs(running, "poll") == 1 and runs(running, "dispatch") == 1)
+    order_id = sandbox.store.orders_ids(status="processing")[0]
+    clock.advance(timedelta(minutes=1))
+    sandbox.store.complete(order_id)
+    clock.advance(timedelta(seconds=2))
+
+    clocks.elapse(POLL_EVERY)  # the next poll; the dispatch job's interval is far from up
+
+    assert wait_until(lambda: len(running.state.messages(status="sent")) == 1), (
+        "the poll enrolled a step due now but the dispatcher waited for its interval"
+    )
+    assert [m.order_id for m in running.state.messages(status="sent")] == [order_id]
+    assert len(sandbox.sink.messages) == 1
+    assert wait_until(lambda: runs(running, "dispatch") == 2)
+    # An idle poll wakes nothing: the dispatcher only looks again at its interval.
+    clocks.elapse(POLL_EVERY)
+    assert wait_until(lambda: runs(running, "poll") == 3)
+    assert stays(lambda: runs(running, "dispatch") == 2)
+    assert len(sandbox.sink.messages) == 1
+
+
+@pytest.fixture
+def clocks(monkeypatch: pytest.MonkeyPatch) -> StepClocks:
+    from test_jobs_clock import point_apscheduler_at
+
+    clocks = StepClocks()
+    point_apscheduler_at(monkeypatch, clocks.wall)
+    return clocks

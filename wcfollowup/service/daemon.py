@@ -355,7 +355,20 @@ class Daemon:
 
     def _poll_job(self) -> None:
         with self._poll_lock:
-            self.poll_once()
+            result = self.poll_once()
+        if result is not None and self._something_due():
+            # A step this poll stored (or re-anchored) may be due now: send it now, not at the
+            # dispatch job's next interval (a drain in progress runs once more right after).
+            scheduler = self._scheduler
+            if scheduler is not None:
+                scheduler.wake("dispatch")
+
+    def _something_due(self) -> bool:
+        try:
+            return self.state.due_count(self.clock.now()) > 0
+        except SQLAlchemyError as exc:
+            log.warning("could not count due steps", problem=database_problem(exc))
+            return False
 
     def _dispatch_job(self) -> None:
         with self._dispatch_lock:
