@@ -38,6 +38,7 @@ from wcfollowup.core.orders import EXIT_STATUSES
 from wcfollowup.core.planning import find_step
 from wcfollowup.core.shapes import tidy_order
 from wcfollowup.db.coupons import CouponBook
+from wcfollowup.db.lock import LockLost
 from wcfollowup.db.state import ClaimedStep, StateStore, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.compose import Composer, NothingToSend
@@ -81,6 +82,8 @@ class Unrecorded:
 @dataclass
 class DispatchResult:
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Why the lock was found lost while claiming (the steps in hand were still finished).
+    lock_lost: str | None = None
 
     def add(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -131,9 +134,9 @@ class Dispatcher:
         steps than workers are left in hand, so a backlog drains at the workers' pace rather
         than one batch per dispatch interval. Claiming stops when nothing is due, when a
         credential was refused (paused), when the database refuses writes (the backlog is
-        written before each claim, as before), or when ``stop`` is set (shutdown); the steps
-        already claimed are still acted on. A lost lock raises ``LockLost`` once the steps in
-        hand are done.
+        written before each claim, as before), when the lock is found lost (``lock_lost``),
+        or when ``stop`` is set (shutdown); the steps already claimed are still acted on, each
+        write fenced as before.
         """
         result = DispatchResult()
         workers = self.config.dispatch.workers
@@ -159,7 +162,7 @@ class Dispatcher:
     def _claim(
         self, limit: int, result: DispatchResult, stop: threading.Event | None
     ) -> list[ClaimedStep]:
-        """The next due steps, or none when claiming must stop (``LockLost`` propagates)."""
+        """The next due steps, or none when claiming must stop."""
         now = self.clock.now()
         if stop is not None and stop.is_set():
             return []
@@ -170,6 +173,10 @@ class Dispatcher:
             return []
         try:
             return self.state.claim_due(now, limit)
+        except LockLost as exc:
+            result.lock_lost = str(exc)
+            result.add("lock-lost")
+            return []
         except SQLAlchemyError as exc:
             log.error("could not look for due steps", problem=database_problem(exc))
             result.add("database-unavailable")

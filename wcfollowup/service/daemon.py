@@ -257,6 +257,8 @@ class Daemon:
         except LockLost as exc:
             self._lost_lock(exc)
             return DispatchResult({"lock-lost": 1})
+        if result.lock_lost is not None:
+            self._lost_lock(LockLost(result.lock_lost))
         if result.outcomes:
             log.info("dispatch done", **result.outcomes)
         return result
