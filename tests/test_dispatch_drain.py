@@ -9,6 +9,7 @@ stores a step due now wakes the dispatch job, which sends it without waiting out
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -111,3 +112,41 @@ def clocks(monkeypatch: pytest.MonkeyPatch) -> StepClocks:
     clocks = StepClocks()
     point_apscheduler_at(monkeypatch, clocks.wall)
     return clocks
+
+
+def test_a_drain_stops_claiming_at_shutdown_and_finishes_the_steps_in_hand(
+    sandbox: Sandbox, clock: FakeClock, make_daemon: MakeDaemon
+) -> None:
+    """Shutdown (or a reload) must not wait for a whole backlog: claiming stops, the steps
+    already claimed are sent and recorded, the rest stays due for the next run."""
+    from test_fencing import SlowSink
+
+    daemon = make_daemon(after="0s", batch_size=4)
+    daemon.run_once()
+    new_ids = sandbox.store.add_orders(20, status="processing")
+    clock.advance(timedelta(minutes=1))
+    for order_id in new_ids:
+        sandbox.store.complete(order_id)
+    clock.advance(timedelta(seconds=2))
+    assert daemon.poll_once() is not None
+    stopping = threading.Event()
+    outcome: dict[str, dict[str, int]] = {}
+    sink = SlowSink(sandbox).install()
+    try:
+        drainer = threading.Thread(
+            target=lambda: outcome.update(
+                a=daemon.dispatcher.dispatch(stop=stopping.is_set).outcomes
+            )
+        )
+        drainer.start()
+        sink.wait_until_held(4)  # the first claim's four steps are being sent
+        stopping.set()
+        sink.open()
+        drainer.join(timeout=60)
+        assert not drainer.is_alive()
+    finally:
+        sink.close()
+    assert outcome["a"] == {"sent": 4}
+    assert len(sandbox.sink.messages) == 4
+    assert daemon.state.due_count(clock.now()) == 16
+    assert daemon.dispatch_once().outcomes == {"sent": 16}, "the next run sends the rest"

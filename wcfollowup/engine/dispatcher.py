@@ -21,6 +21,7 @@ the messages in flight, so it holds however many workers send at once.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -127,7 +128,7 @@ class Dispatcher:
             CouponIssuer(gateway, self.coupons, config.store.tz, clock),
         )
 
-    def dispatch(self, stop: threading.Event | None = None) -> DispatchResult:
+    def dispatch(self, stop: Callable[[], bool] | None = None) -> DispatchResult:
         """Send every step that is due, keeping all ``workers`` busy until none is left.
 
         One claim takes at most ``batch_size`` steps; the next is claimed as soon as fewer
@@ -135,8 +136,8 @@ class Dispatcher:
         than one batch per dispatch interval. Claiming stops when nothing is due, when a
         credential was refused (paused), when the database refuses writes (the backlog is
         written before each claim, as before), when the lock is found lost (``lock_lost``),
-        or when ``stop`` is set (shutdown); the steps already claimed are still acted on, each
-        write fenced as before.
+        or when ``stop()`` says so (shutdown, a reload waiting); the steps already claimed are
+        still acted on, each write fenced as before.
         """
         result = DispatchResult()
         workers = self.config.dispatch.workers
@@ -160,11 +161,11 @@ class Dispatcher:
         return result
 
     def _claim(
-        self, limit: int, result: DispatchResult, stop: threading.Event | None
+        self, limit: int, result: DispatchResult, stop: Callable[[], bool] | None
     ) -> list[ClaimedStep]:
         """The next due steps, or none when claiming must stop."""
         now = self.clock.now()
-        if stop is not None and stop.is_set():
+        if stop is not None and stop():
             return []
         if self.paused_until is not None and now < self.paused_until:
             return []
