@@ -21,7 +21,8 @@ the messages in flight, so it holds however many workers send at once.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from wcfollowup.core.orders import EXIT_STATUSES
 from wcfollowup.core.planning import find_step
 from wcfollowup.core.shapes import tidy_order
 from wcfollowup.db.coupons import CouponBook
+from wcfollowup.db.lock import LockLost
 from wcfollowup.db.state import ClaimedStep, StateStore, database_problem
 from wcfollowup.db.surveys import SurveyBook
 from wcfollowup.engine.compose import Composer, NothingToSend
@@ -81,6 +83,8 @@ class Unrecorded:
 @dataclass
 class DispatchResult:
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Why the lock was found lost while claiming (the steps in hand were still finished).
+    lock_lost: str | None = None
 
     def add(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -124,27 +128,60 @@ class Dispatcher:
             CouponIssuer(gateway, self.coupons, config.store.tz, clock),
         )
 
-    def dispatch(self) -> DispatchResult:
+    def dispatch(self, stop: Callable[[], bool] | None = None) -> DispatchResult:
+        """Send every step that is due, keeping all ``workers`` busy until none is left.
+
+        One claim takes at most ``batch_size`` steps; the next is claimed as soon as fewer
+        steps than workers are left in hand, so a backlog drains at the workers' pace rather
+        than one batch per dispatch interval. Claiming stops when nothing is due, when a
+        credential was refused (paused), when the database refuses writes (the backlog is
+        written before each claim, as before), when the lock is found lost (``lock_lost``),
+        or when ``stop()`` says so (shutdown, a reload waiting); the steps already claimed are
+        still acted on, each write fenced as before.
+        """
         result = DispatchResult()
+        workers = self.config.dispatch.workers
+        batch_size = self.config.dispatch.batch_size
+        in_hand: set[Future[str]] = set()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatch") as pool:
+            claiming = True
+            while claiming or in_hand:
+                if claiming and len(in_hand) < workers:
+                    claimed = self._claim(batch_size, result, stop)
+                    claiming = bool(claimed)
+                    in_hand |= {pool.submit(self._run_step, step) for step in claimed}
+                    if not in_hand:
+                        break
+                done, in_hand = wait(in_hand, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    result.add(outcome)
+                    if outcome in ("paused", "database-unavailable"):
+                        claiming = False
+        return result
+
+    def _claim(
+        self, limit: int, result: DispatchResult, stop: Callable[[], bool] | None
+    ) -> list[ClaimedStep]:
+        """The next due steps, or none when claiming must stop."""
         now = self.clock.now()
+        if stop is not None and stop():
+            return []
         if self.paused_until is not None and now < self.paused_until:
-            return result
+            return []
         if not self._write_backlog():
             result.add("database-unavailable")
-            return result
+            return []
         try:
-            claimed = self.state.claim_due(now, self.config.dispatch.batch_size)
+            return self.state.claim_due(now, limit)
+        except LockLost as exc:
+            result.lock_lost = str(exc)
+            result.add("lock-lost")
+            return []
         except SQLAlchemyError as exc:
             log.error("could not look for due steps", problem=database_problem(exc))
             result.add("database-unavailable")
-            return result
-        if not claimed:
-            return result
-        workers = min(self.config.dispatch.workers, len(claimed))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatch") as pool:
-            for outcome in pool.map(self._run_step, claimed):
-                result.add(outcome)
-        return result
+            return []
 
     # -- one step -------------------------------------------------------------------------
 

@@ -93,6 +93,10 @@ class Daemon:
         self._dispatch_lock = threading.Lock()
         self._ticker = ticker or Ticker()
         self._scheduler: IntervalJobs | None = None
+        # Set at shutdown, and while a reload waits: a dispatch draining a backlog claims
+        # nothing more (the steps in hand are finished), so neither waits for the whole backlog.
+        self._stopping = threading.Event()
+        self._reload_waiting = threading.Event()
         self._build_workers(config)
         self._recovered = False
         # Set when the one-daemon lock was lost: nothing more is claimed, and the service (or
@@ -255,13 +259,18 @@ class Daemon:
         if self.lock_lost is not None:
             return DispatchResult()
         try:
-            result = self.dispatcher.dispatch()
+            result = self.dispatcher.dispatch(stop=self._yield_drain)
         except LockLost as exc:
             self._lost_lock(exc)
             return DispatchResult({"lock-lost": 1})
+        if result.lock_lost is not None:
+            self._lost_lock(LockLost(result.lock_lost))
         if result.outcomes:
             log.info("dispatch done", **result.outcomes)
         return result
+
+    def _yield_drain(self) -> bool:
+        return self._stopping.is_set() or self._reload_waiting.is_set()
 
     def _lost_lock(self, exc: LockLost) -> None:
         """Another daemon may own the steps now: claim nothing more, and let the service exit
@@ -357,7 +366,20 @@ class Daemon:
 
     def _poll_job(self) -> None:
         with self._poll_lock:
-            self.poll_once()
+            result = self.poll_once()
+        if result is not None and self._something_due():
+            # A step this poll stored (or re-anchored) may be due now: send it now, not at the
+            # dispatch job's next interval (a drain in progress runs once more right after).
+            scheduler = self._scheduler
+            if scheduler is not None:
+                scheduler.wake("dispatch")
+
+    def _something_due(self) -> bool:
+        try:
+            return self.state.due_count(self.clock.now()) > 0
+        except SQLAlchemyError as exc:
+            log.warning("could not count due steps", problem=database_problem(exc))
+            return False
 
     def _dispatch_job(self) -> None:
         with self._dispatch_lock:
@@ -366,6 +388,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop taking new work; wait for a running poll or dispatch (and its sends) to finish."""
         log.info("stopping: finishing in-flight work")
+        self._stopping.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
@@ -386,6 +409,17 @@ class Daemon:
             raise ReloadRefused(
                 "the database setting changed; restart wcfollowup to use a different database"
             )
+        self._reload_waiting.set()
+        try:
+            self._apply(config)
+        finally:
+            self._reload_waiting.clear()
+        scheduler = self._scheduler
+        if scheduler is not None and self._something_due():
+            scheduler.wake("dispatch")  # go on with a backlog the reload interrupted
+        log.info("config reloaded", path=str(config.source_path), sequences=len(config.sequences))
+
+    def _apply(self, config: Config) -> None:
         with self._poll_lock, self._dispatch_lock:
             intervals_changed = (config.poll.interval, config.dispatch.interval) != (
                 self.config.poll.interval,
@@ -394,7 +428,6 @@ class Daemon:
             self._build_workers(config)
             if intervals_changed and self._scheduler is not None:
                 self._schedule_jobs()
-        log.info("config reloaded", path=str(config.source_path), sequences=len(config.sequences))
 
     def is_alive(self) -> bool:
         """True while polls and dispatches run and complete (on the monotonic clock).

@@ -70,6 +70,10 @@ class Job:
     # Completed runs, counted once APScheduler has let go of the run (a run due then is not
     # refused as a second instance).
     runs: int = 0
+    # From the start of a run until APScheduler has let go of it (``_finished``), and whether
+    # the job was woken meanwhile: it then runs again as soon as that run is over.
+    busy: bool = False
+    woken: bool = False
 
 
 class _GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler is untyped
@@ -131,6 +135,24 @@ class IntervalJobs:
                 name, trigger=trigger, next_run_time=self._next_run(job, wall, now)
             )
 
+    def wake(self, name: str) -> None:
+        """Run the job now rather than at its next interval (a poll found work due now).
+
+        A job in the middle of a run is run again as soon as that run is over: APScheduler
+        would refuse a second instance, and the run in progress may have looked just before
+        the work appeared. Its interval then counts from that new run.
+        """
+        with self._lock:
+            job = self._jobs[name]
+            if job.busy:
+                job.woken = True
+                return
+        self._run_now(name)
+
+    def _run_now(self, name: str) -> None:
+        if self.scheduler.running:
+            self.scheduler.modify_job(name, next_run_time=_utc(self.ticker.wall()))
+
     def start(self) -> None:
         """Start every job; each runs at once, then every ``interval`` seconds."""
         self._started_at = self.ticker.now()
@@ -174,6 +196,8 @@ class IntervalJobs:
 
     def _run(self, name: str) -> None:
         job = self._jobs[name]
+        with self._lock:
+            job.busy = True
         job.started, job.running = self.ticker.now(), True
         try:
             job.func()
@@ -183,7 +207,15 @@ class IntervalJobs:
             job.finished, job.running = self.ticker.now(), False
 
     def _finished(self, event: JobExecutionEvent) -> None:
-        self._jobs[event.job_id].runs += 1
+        """Count the run; APScheduler has let go of it, so a wake that came meanwhile can
+        start the next one now."""
+        with self._lock:
+            job = self._jobs[event.job_id]
+            job.runs += 1
+            job.busy = False
+            woken, job.woken = job.woken, False
+        if woken:
+            self._run_now(job.name)
 
     def _guard(self) -> None:
         """If the wall clock was stepped since the last round, reschedule every job one interval
