@@ -9,17 +9,20 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select
 from support import drain, sandbox_env
 from tools_support import complete_orders, tools_config
 from typer.testing import CliRunner
 
 from wcfollowup.cli import app
 from wcfollowup.core.clock import FakeClock
+from wcfollowup.db.schema import messages
 from wcfollowup.db.state import MessageRow
 from wcfollowup.sandbox import Sandbox
 from wcfollowup.service.daemon import Daemon
 from wcfollowup.tools import queue
 from wcfollowup.tools.log_query import LogFilter, follow_log, read_log
+from wcfollowup.tools.log_view import TABLE_ROWS
 from wcfollowup.tools.timespec import parse_point
 
 BODY = """\
@@ -139,3 +142,53 @@ def test_json_and_csv_exports(
     bad = runner.invoke(app, ["log", "--since", "yesterday"], env=env)
     assert bad.exit_code == 2
     assert "2026-11-01" in bad.output
+
+
+def test_a_long_log_shows_its_newest_page_and_says_how_to_see_more(
+    tmp_path: Path, sandbox: Sandbox, clock: FakeClock, make_daemon: Callable[..., Daemon]
+) -> None:
+    """Issue 17: drawing 13,000 rows took 18.8 s. Unasked, the table shows the newest
+    ``TABLE_ROWS`` and a note; ``--limit`` and the exports still give every row asked for."""
+    path, daemon, _orders = logged(tmp_path, sandbox, clock, make_daemon)
+    engine = daemon.state.engine
+    with engine.connect() as conn:
+        store_id = conn.execute(select(messages.c.store_id)).scalars().first()
+    extra = TABLE_ROWS + 20
+    with engine.begin() as conn:
+        conn.execute(
+            messages.insert(),
+            [
+                {
+                    "at": clock.now(),
+                    "store_id": store_id,
+                    "order_id": 900_000 + i,
+                    "order_number": f"N{i}",
+                    "recipient": f"r{i}@example.test",
+                    "sequence": "thank-you",
+                    "step": "thank-you",
+                    "status": "sent",
+                    "reason": "",
+                }
+                for i in range(extra)
+            ],
+        )
+    total = 6 + extra
+    runner = CliRunner()
+    env = {**sandbox_env(sandbox), "WCFOLLOWUP_CONFIG": str(path)}
+
+    table = runner.invoke(app, ["log"], env=env)
+    assert table.exit_code == 0, table.output
+    assert f"message log ({TABLE_ROWS} rows" in table.output
+    assert f"#N{extra - 1}" in table.output  # the newest row is there
+    assert f"Showing the newest {TABLE_ROWS} of {total} rows" in table.output
+    assert "--limit" in table.output
+
+    narrowed = runner.invoke(app, ["log", "--step", "check-in"], env=env)
+    assert "message log (3 rows" in narrowed.output and "Showing" not in narrowed.output
+
+    asked = runner.invoke(app, ["log", "--limit", str(TABLE_ROWS + 5)], env=env)
+    assert f"message log ({TABLE_ROWS + 5} rows" in asked.output
+    assert "Showing" not in asked.output
+
+    as_json = runner.invoke(app, ["log", "--json"], env=env)
+    assert len(as_json.output.splitlines()) == total

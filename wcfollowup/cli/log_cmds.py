@@ -56,8 +56,21 @@ def show_log(
 
     Example: wcfollowup log --config /etc/wcfollowup/config.yaml --status failed --since 7d
     """
-    from wcfollowup.tools.log_query import LogFilter, follow_log, read_log, redact_reasons
-    from wcfollowup.tools.log_view import make_console, print_lines, print_log, write_csv
+    from wcfollowup.tools.log_query import (
+        LogFilter,
+        count_log,
+        follow_log,
+        read_log,
+        redact_reasons,
+    )
+    from wcfollowup.tools.log_view import (
+        TABLE_ROWS,
+        make_console,
+        print_lines,
+        print_log,
+        print_more_note,
+        write_csv,
+    )
     from wcfollowup.tools.log_view import write_json_lines as write_json
 
     if as_json and as_csv:
@@ -76,7 +89,10 @@ def show_log(
     tz = cfg.store.tz
     state = open_state(cfg)
     try:
-        rows = redact_reasons(read_log(state.engine, where, limit=limit))
+        # A table is drawn at about 1 ms a row: unasked, it shows the newest page and says
+        # how to see more, so the command answers in a second on a state of any size.
+        paged = limit is None and not (as_json or as_csv or follow)
+        rows = redact_reasons(read_log(state.engine, where, limit=TABLE_ROWS if paged else limit))
         if as_json:
             write_json(rows, tz, sys.stdout)
         elif as_csv:
@@ -85,6 +101,8 @@ def show_log(
             print_lines(rows, tz)
         else:
             print_log(rows, tz)
+            if paged and len(rows) == TABLE_ROWS:
+                print_more_note(len(rows), count_log(state.engine, where))
         if not follow:
             return
         console = make_console()

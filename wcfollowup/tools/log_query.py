@@ -63,6 +63,13 @@ def read_log(
     return sorted(found, key=lambda row: row.id) if limit is not None else found
 
 
+def count_log(engine: Engine, where: LogFilter) -> int:
+    """How many lines match, so a paged table can say how many it left out."""
+    matching = where.apply(select(messages.c.id)).subquery()
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(matching)).scalar_one())
+
+
 def follow_log(
     engine: Engine,
     where: LogFilter,
