@@ -96,3 +96,21 @@ def hides(text: str, secret: str) -> bool:
                 if wanted in decoded.lower():
                     return False
     return True
+
+
+# The daemon-as-a-process tests' settings: quick polls and sends, one immediate thank-you.
+FAST_THANK_YOU_SETTINGS = """\
+poll:
+  interval: 5s
+  overlap: 2m
+dispatch:
+  interval: 1s
+  workers: 2
+sequences:
+  - name: thank-you
+    steps:
+      - name: thank-you
+        after: 0s
+        template: thank-you
+        window: always
+"""

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, text
 from starlette.types import ASGIApp, Receive, Scope, Send
-from support import drain, sandbox_env, write_engine_config
+from support import FAST_THANK_YOU_SETTINGS, drain, sandbox_env, write_engine_config
 
 from wcfollowup.config import load_config
 from wcfollowup.core.clock import FakeClock
@@ -419,21 +419,7 @@ def test_a_shared_cap_holds_with_four_workers_and_both_steps_due_at_once(
 
 # -- the service exits so systemd restarts it ---------------------------------------------
 
-SERVICE_SETTINGS = """\
-poll:
-  interval: 5s
-  overlap: 2m
-dispatch:
-  interval: 1s
-  workers: 2
-sequences:
-  - name: thank-you
-    steps:
-      - name: thank-you
-        after: 0s
-        template: thank-you
-        window: always
-"""
+SERVICE_SETTINGS = FAST_THANK_YOU_SETTINGS
 
 
 def test_the_service_exits_with_its_lock_lost_code_when_its_session_is_ended(

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
-from support import sandbox_env
+from support import FAST_THANK_YOU_SETTINGS, sandbox_env
 
 from wcfollowup.core.clock import SystemClock
 from wcfollowup.db.state import StateStore
@@ -30,21 +30,7 @@ from wcfollowup.sandbox import Sandbox
 from wcfollowup.sandbox.daemon_process import DaemonProcess
 from wcfollowup.service import sd_notify
 
-ONE_SEQUENCE = """\
-poll:
-  interval: 5s
-  overlap: 2m
-dispatch:
-  interval: 1s
-  workers: 2
-sequences:
-  - name: thank-you
-    steps:
-      - name: thank-you
-        after: 0s
-        template: thank-you
-        window: always
-"""
+ONE_SEQUENCE = FAST_THANK_YOU_SETTINGS
 
 SECOND_SEQUENCE = """\
   - name: second-note

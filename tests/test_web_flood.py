@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import sandbox_env
+from support import FAST_THANK_YOU_SETTINGS, sandbox_env
 
 from wcfollowup.core.clock import SystemClock
 from wcfollowup.sandbox import Sandbox
@@ -37,21 +37,7 @@ import resource
 resource.setrlimit(resource.RLIMIT_NOFILE, ({FD_LIMIT}, {FD_LIMIT}))
 """
 
-ENGINE = """\
-poll:
-  interval: 5s
-  overlap: 2m
-dispatch:
-  interval: 1s
-  workers: 2
-sequences:
-  - name: thank-you
-    steps:
-      - name: thank-you
-        after: 0s
-        template: thank-you
-        window: always
-"""
+ENGINE = FAST_THANK_YOU_SETTINGS
 
 
 @pytest.fixture

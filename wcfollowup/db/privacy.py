@@ -191,20 +191,7 @@ def _forget(conn: Connection, address: str, now: datetime | None) -> Erasure:
             conn.execute(
                 update(steps).where(steps.c.id == row.id).values(state="cancelled", updated_at=now)
             )
-            conn.execute(
-                insert(messages).values(
-                    at=now,
-                    step_id=row.id,
-                    store_id=row.store_id,
-                    order_id=row.order_id,
-                    order_number=row.order_number,
-                    recipient="",
-                    sequence=row.sequence,
-                    step=row.step,
-                    status="cancelled",
-                    reason=FORGET_CANCEL_REASON,
-                )
-            )
+            _log_anonymous_cancel(conn, row, now, FORGET_CANCEL_REASON)
         conn.execute(
             update(messages)
             .where(mine_messages, messages.c.reason != FORGET_CANCEL_REASON)
@@ -390,20 +377,7 @@ def _cancel_never_due(conn: Connection, expired: Any, now: datetime) -> int:
             .values(state="cancelled", updated_at=now)
         ).rowcount
         if changed:
-            conn.execute(
-                insert(messages).values(
-                    at=now,
-                    step_id=row.id,
-                    store_id=row.store_id,
-                    order_id=row.order_id,
-                    order_number=row.order_number,
-                    recipient="",
-                    sequence=row.sequence,
-                    step=row.step,
-                    status="cancelled",
-                    reason=RETENTION_CANCEL_REASON,
-                )
-            )
+            _log_anonymous_cancel(conn, row, now, RETENTION_CANCEL_REASON)
     return len(waiting)
 
 
@@ -461,3 +435,21 @@ def _count(conn: Connection, table: Any, where: Any) -> int:
 def describe_purge(purge: Purge) -> str:
     parts: Sequence[str] = [f"{count} {name}" for name, count in purge.as_dict().items() if count]
     return ", ".join(parts) if parts else "nothing"
+
+
+def _log_anonymous_cancel(conn: Connection, row: Any, now: datetime, reason: str) -> None:
+    """The log line of a step cancelled for privacy: no recipient, so it names nobody."""
+    conn.execute(
+        insert(messages).values(
+            at=now,
+            step_id=row.id,
+            store_id=row.store_id,
+            order_id=row.order_id,
+            order_number=row.order_number,
+            recipient="",
+            sequence=row.sequence,
+            step=row.step,
+            status="cancelled",
+            reason=reason,
+        )
+    )
