@@ -135,6 +135,10 @@ class LinkSigner:
 
         try:
             padded = token + "=" * (-len(token) % 4)
+            # Base64 leaves spare bits in the last character: two spellings of one token
+            # would both decrypt. Only the spelling we issue is a valid link.
+            if base64.urlsafe_b64encode(base64.urlsafe_b64decode(padded)) != padded.encode():
+                raise ValueError("not the canonical spelling of a token")
             # Fernet's own timestamp is ignored (no ttl): the expiry inside is on our clock.
             data = self._unsubscribe.decrypt(padded.encode("ascii"))
             payload: object = json.loads(data)
